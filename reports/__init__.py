@@ -1,0 +1,1 @@
+"""reports: HTML rendering of stored results. Never recomputes a metric."""

@@ -1,0 +1,243 @@
+"""The `dlc-bench` command line.
+
+    dlc-bench list                                   experiments, descriptions, presets
+    dlc-bench run NAME --preset P [--set k=v]... [--seeds 0,1,2] [--out DIR]
+    dlc-bench suite laptop [--out DIR]               every experiment with that preset + one index page
+    dlc-bench runs [--experiment NAME]               runs recorded in the run store
+    dlc-bench history NAME METRIC                    one metric across recorded runs (commits)
+    dlc-bench report DIR... [--out FILE]             (re-)render reports from stored results
+
+Bad input prints one line `error: <problem> (<fix>)` and exits with status 2, writing nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from .errors import UserError
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-dir", default=None, help="stage/feature cache (default: $DLC_BENCH_CACHE or user cache dir)")
+    p.add_argument("--store", default=None, help="run-store SQLite file (default: $DLC_BENCH_STORE or user data dir)")
+    p.add_argument("--no-store", action="store_true", help="do not record the run in the run store")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--dtype", default="float32", help="float32 (default) or bfloat16 where supported")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or stage log")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="dlc-bench", description="Discrete Latent Codes: reference implementation "
+                                 "and benchmark harness.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="list registered experiments with their presets")
+
+    p = sub.add_parser("run", help="run one experiment")
+    p.add_argument("name")
+    p.add_argument("--preset", required=True, help="smoke, laptop or paper (see `dlc-bench list`)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value (repeatable; dotted keys for nested groups)")
+    p.add_argument("--seeds", default=None, help="seeds: 0,1,2 or 0-4 (default: the preset's)")
+    p.add_argument("--out", default=None, help="output directory (default: results/<name>-<preset>-<time>)")
+    _add_run_options(p)
+
+    p = sub.add_parser("suite", help="run every experiment that has the given preset, then write one index page")
+    p.add_argument("preset")
+    p.add_argument("--only", default=None, help="comma-separated experiment names to restrict the suite")
+    p.add_argument("--out", default=None, help="output directory (default: results/suite-<preset>-<time>)")
+    _add_run_options(p)
+
+    p = sub.add_parser("runs", help="list runs recorded in the run store")
+    p.add_argument("--experiment", default=None)
+    p.add_argument("--commit", default=None, help="commit prefix")
+    p.add_argument("--limit", type=int, default=30)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--store", default=None)
+
+    p = sub.add_parser("history", help="one metric across recorded runs (tracking across commits)")
+    p.add_argument("name")
+    p.add_argument("metric")
+    p.add_argument("--config-hash", default=None)
+    p.add_argument("--store", default=None)
+
+    p = sub.add_parser("report", help="render report.html for run directories (and an index for several)")
+    p.add_argument("dirs", nargs="+")
+    p.add_argument("--out", default=None, help="index page for several runs (default: ./dlc-bench-report.html)")
+
+    from .cli_metrics import add_metrics_parsers
+    add_metrics_parsers(sub)
+    return ap
+
+
+#################################################################################
+#                                  Commands                                     #
+#################################################################################
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .experiment import load_builtin_experiments
+
+    reg = load_builtin_experiments()
+    rows = [(name, ", ".join(exp.presets()) or "-", exp.description) for name, exp in reg.items()]
+    w0 = max([len(r[0]) for r in rows] + [10])
+    w1 = max([len(r[1]) for r in rows] + [7])
+    print(f"{'experiment':<{w0}}  {'presets':<{w1}}  description")
+    for name, presets, desc in rows:
+        print(f"{name:<{w0}}  {presets:<{w1}}  {desc}")
+    return 0
+
+
+def _prepare(name: str, preset: str, overrides: list[str], seeds_text: str | None):
+    from .config import load_config, parse_seeds
+    from .experiment import get_experiment
+
+    exp = get_experiment(name)
+    config, preset_seeds = load_config(exp.config_cls, name, preset, overrides)
+    seeds = parse_seeds(seeds_text) if seeds_text else (preset_seeds or (0,))
+    return exp, config, seeds
+
+
+def _store(args: argparse.Namespace):
+    from .store import RunStore
+
+    return None if getattr(args, "no_store", False) else RunStore(args.store)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .run import execute
+
+    exp, config, seeds = _prepare(args.name, args.preset, args.overrides, args.seeds)
+    out = Path(args.out) if args.out else Path("results") / f"{args.name}-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    store = _store(args)
+    execute(exp, config, preset=args.preset, seeds=seeds, out_dir=out, cache_dir=args.cache_dir, store=store,
+            device=args.device, dtype=args.dtype, quiet=args.quiet)
+    print(f"results: {out / 'results.json'}")
+    print(f"report:  {(out / 'report.html').resolve()}")
+    return 0
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    from reports.html import render_index
+
+    from .experiment import load_builtin_experiments
+    from .run import ensure_writable_dir, execute
+
+    reg = load_builtin_experiments()
+    names = [n for n, e in reg.items() if args.preset in e.presets()]
+    if args.only:
+        wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+        for w in wanted:
+            reg.get(w)  # did-you-mean on typos
+            if w not in names:
+                raise UserError(f"experiment {w!r} has no {args.preset!r} preset")
+        names = [n for n in names if n in wanted]
+    if not names:
+        raise UserError(f"no experiment has a {args.preset!r} preset", hint="see `dlc-bench list`")
+    prepared = [(n, *_prepare(n, args.preset, [], None)) for n in names]  # validate everything first
+    out = Path(args.out) if args.out else Path("results") / f"suite-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    ensure_writable_dir(out, "output directory", "--out DIR")
+    store = _store(args)
+    done, failed = [], []
+    t0 = time.perf_counter()
+    for i, (name, exp, config, seeds) in enumerate(prepared, 1):
+        print(f"[suite {i}/{len(prepared)}] {name} --preset {args.preset}", file=sys.stderr, flush=True)
+        t1 = time.perf_counter()
+        try:
+            execute(exp, config, preset=args.preset, seeds=seeds, out_dir=out / name, cache_dir=args.cache_dir,
+                    store=store, device=args.device, dtype=args.dtype, quiet=args.quiet)
+            done.append(out / name)
+            print(f"[suite] {name} finished in {time.perf_counter() - t1:.0f} s", file=sys.stderr, flush=True)
+        except UserError:
+            raise
+        except Exception:  # keep going: one broken experiment must not hide the others' results
+            traceback.print_exc()
+            failed.append(name)
+    if done:
+        index = render_index(done, out / "index.html", title=f"dlc-bench suite · {args.preset}")
+        print(f"suite finished in {time.perf_counter() - t0:.0f} s")
+        print(f"report: {index.resolve()}")
+    if failed:
+        print(f"error: experiments failed: {', '.join(failed)} (see the tracebacks above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .store import RunStore
+
+    store = RunStore(args.store)
+    rows = store.runs(experiment=args.experiment, commit=args.commit, limit=args.limit)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"store: {store.path}")
+    if not rows:
+        print("(no runs recorded)")
+        return 0
+    print(f"{'run_id':<44} {'experiment':<16} {'preset':<8} {'commit':<10} {'config':<16} {'seeds':<10} {'wall s':>8}")
+    for r in rows:
+        commit = (r["git_commit"] or "-")[:8] + ("*" if r["git_dirty"] else "")
+        seeds = ",".join(str(s) for s in json.loads(r["seeds"]))
+        wall = f"{r['wall_s']:.1f}" if r["wall_s"] is not None else "-"
+        print(f"{r['run_id']:<44} {r['experiment']:<16} {r['preset'] or '-':<8} {commit:<10} {r['config_hash']:<16} "
+              f"{seeds:<10} {wall:>8}")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from .store import RunStore
+
+    rows = RunStore(args.store).history(args.name, args.metric, config_hash=args.config_hash)
+    if not rows:
+        print(f"(no recorded values of {args.metric!r} for {args.name!r})")
+        return 0
+    for r in rows:
+        labels = {k: v for k, v in r.items() if k not in ("run_id", "git_commit", "git_dirty", "config_hash",
+                                                         "finished_at", "value", "ci_low", "ci_high", "n", "seed")}
+        if r["seed"] is not None:
+            continue
+        ci = f" [{r['ci_low']:.4g}, {r['ci_high']:.4g}]" if r["ci_low"] is not None else ""
+        commit = (r["git_commit"] or "-")[:8] + ("*" if r["git_dirty"] else "")
+        print(f"{r['finished_at']}  {commit:<10} {r['config_hash']}  {r['value']:.6g}{ci}  {labels}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports.html import ReportError, render_index, render_run
+
+    try:
+        if len(args.dirs) == 1 and not args.out:
+            print(f"report: {render_run(args.dirs[0]).resolve()}")
+        else:
+            out = Path(args.out or "dlc-bench-report.html")
+            print(f"report: {render_index(args.dirs, out).resolve()}")
+    except ReportError as e:
+        raise UserError(str(e)) from None
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "suite": cmd_suite, "runs": cmd_runs, "history": cmd_history,
+            "report": cmd_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        from .cli_metrics import METRICS_COMMANDS
+
+        return {**COMMANDS, **METRICS_COMMANDS}[args.command](args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: finished stages are cached; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,2 @@
+"""Built-in experiments. Importing this package registers them."""
+from . import toy_mixture  # noqa: F401

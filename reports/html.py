@@ -1,0 +1,291 @@
+"""Render stored results as self-contained HTML (figures inlined as data URIs, no server).
+
+Only reads `results.json` and the figure files next to it; never recomputes a metric.
+- `render_run(run_dir)`         → run_dir/report.html
+- `render_index(run_dirs, out)` → one page linking several runs (a suite) with a comparison table.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import jinja2
+import yaml
+
+from dlc.common import atomic_write_bytes
+
+RESULTS_JSON = "results.json"
+RESULTS_CSV = "results.csv"
+REPORT_HTML = "report.html"
+METRIC_COLUMNS = ("metric", "value", "ci_low", "ci_high", "n", "higher_is_better")
+METHOD_LABELS = ("variant", "method", "conditioning", "representation")
+
+_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+                          autoescape=jinja2.select_autoescape(["html", "j2"]), trim_blocks=True,
+                          lstrip_blocks=True)
+
+TIER_BADGES = {
+    "smoke": "smoke test — numbers are not for reporting",
+    "laptop": "laptop scale — not comparable with published (paper-scale) numbers",
+}
+
+
+class ReportError(Exception):
+    pass
+
+
+#################################################################################
+#                                 Formatting                                    #
+#################################################################################
+
+def fmt(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, bool):
+        return str(x).lower()
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return "nan"
+        if x == 0:
+            return "0"
+        a = abs(x)
+        if a >= 1e5 or a < 1e-3:
+            return f"{x:.{digits - 1}e}"
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def fmt_ci(row: Mapping) -> str:
+    v, lo, hi = row.get("value"), row.get("ci_low"), row.get("ci_high")
+    if v is None:
+        return "–"
+    if lo is None or hi is None or (lo == v and hi == v):
+        return fmt(v)
+    half_lo, half_hi = v - lo, hi - v
+    if abs(half_lo - half_hi) <= 1e-9 * max(1.0, abs(v)) + 0.02 * max(half_lo, half_hi):
+        return f"{fmt(v)} ± {fmt((hi - lo) / 2, 2)}"
+    return f"{fmt(v)} [{fmt(lo, 3)}, {fmt(hi, 3)}]"
+
+
+def arrow(hib: Any) -> str:
+    return "↑" if hib is True else "↓" if hib is False else ""
+
+
+def data_uri(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    mime = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}.get(
+        path.suffix.lower(), "application/octet-stream")
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+#################################################################################
+#                                  Tables                                       #
+#################################################################################
+
+def label_columns(rows: Iterable[Mapping], exclude: tuple[str, ...] = ()) -> list[str]:
+    cols: list[str] = []
+    for r in rows:
+        for k in r:
+            if k not in METRIC_COLUMNS and k not in exclude and k not in cols:
+                cols.append(k)
+    return cols
+
+
+def _sort_rows(rows: list[Mapping], labels: list[str], label_order: Mapping[str, list]) -> list[Mapping]:
+    """Sort by the label columns, the method column last so methods sit next to each other;
+    preferred value orders (display hints) first, then numbers, then text."""
+    method = next((c for c in METHOD_LABELS if c in labels), None)
+    order = [c for c in labels if c != method] + ([method] if method else [])
+
+    def key(r: Mapping) -> tuple:
+        out = []
+        for c in order:
+            v = r.get(c)
+            pref = label_order.get(c)
+            if pref and v in pref:
+                out.append((0, pref.index(v), ""))
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                out.append((1, v, ""))
+            else:
+                out.append((2, 0, "" if v is None else str(v)))
+        return tuple(out)
+    return sorted(rows, key=key)
+
+
+def summary_table(rows: list[Mapping], display: Mapping | None = None) -> dict:
+    """Pivot the seed-aggregated rows: one line per label combination, one column per metric."""
+    display = display or {}
+    agg = [r for r in rows if r.get("seed") is None]
+    labels = label_columns(agg, exclude=("seed",))
+    agg = _sort_rows(agg, labels, display.get("label_order") or {})
+    metrics: list[str] = []
+    hib: dict[str, Any] = {}
+    for r in agg:
+        if r["metric"] not in metrics:
+            metrics.append(r["metric"])
+            hib[r["metric"]] = r.get("higher_is_better")
+    pref = list(display.get("metric_order") or [])
+    first_seen = {m: i for i, m in enumerate(metrics)}
+    metrics.sort(key=lambda m: (pref.index(m) if m in pref else len(pref), first_seen[m]))
+    lines: dict[tuple, dict] = {}
+    for r in agg:
+        key = tuple(r.get(c) for c in labels)
+        line = lines.setdefault(key, {"labels": [fmt(r.get(c)) if r.get(c) is not None else "" for c in labels],
+                                      "cells": {}, "key": key})
+        line["cells"][r["metric"]] = r
+    best = _best_cells(list(lines.values()), labels, metrics, hib)
+    out_lines = []
+    for line in lines.values():
+        cells = []
+        for m in metrics:
+            r = line["cells"].get(m)
+            cells.append({"text": fmt_ci(r) if r else "", "n": r.get("n") if r else None,
+                          "best": (line["key"], m) in best})
+        out_lines.append({"labels": line["labels"], "cells": cells})
+    return {"labels": labels, "metrics": [{"name": m, "arrow": arrow(hib[m])} for m in metrics],
+            "lines": out_lines}
+
+
+def _best_cells(lines: list[dict], labels: list[str], metrics: list[str], hib: Mapping) -> set:
+    """Bold the best method per metric among lines that share every other label."""
+    method = next((c for c in METHOD_LABELS if c in labels), None)
+    if method is None:
+        return set()
+    mi = labels.index(method)
+    best: set = set()
+    groups: dict[tuple, list[dict]] = {}
+    for line in lines:
+        groups.setdefault(tuple(v for i, v in enumerate(line["key"]) if i != mi), []).append(line)
+    for grp in groups.values():
+        if len(grp) < 2:
+            continue
+        for m in metrics:
+            if hib.get(m) is None:
+                continue
+            vals = [(line["cells"][m]["value"], line["key"]) for line in grp
+                    if m in line["cells"] and line["cells"][m]["value"] is not None
+                    and math.isfinite(line["cells"][m]["value"])]
+            if len(vals) < 2:
+                continue
+            target = max(vals)[0] if hib[m] else min(vals)[0]
+            best.update((k, m) for v, k in vals if v == target)
+    return best
+
+
+def per_seed_table(rows: list[Mapping]) -> dict:
+    seeded = [r for r in rows if r.get("seed") is not None]
+    labels = label_columns(seeded)
+    return {"columns": ["metric", *labels, "value", "n"],
+            "rows": [[r["metric"], *[fmt(r.get(c)) for c in labels], fmt(r.get("value")), fmt(r.get("n"))]
+                     for r in seeded]}
+
+
+#################################################################################
+#                                  Rendering                                    #
+#################################################################################
+
+def load_results(run_dir: Path) -> dict:
+    path = Path(run_dir) / RESULTS_JSON
+    if not path.exists():
+        raise ReportError(f"{run_dir} holds no {RESULTS_JSON}; pass a directory written by dlc-bench run/suite/metrics")
+    return json.loads(path.read_text())
+
+
+def _context(results: Mapping, run_dir: Path) -> dict:
+    rows = list(results.get("metrics", []))
+    figures = []
+    for f in results.get("figures", []):
+        figures.append({**f, "src": data_uri(run_dir / f["path"]) or f["path"]})
+    git = results.get("git") or {}
+    timings = results.get("timings") or {}
+    return {
+        "r": results,
+        "title": f"{results.get('experiment')} · {results.get('preset') or 'custom'}",
+        "badge": TIER_BADGES.get(results.get("preset") or ""),
+        "summary": summary_table(rows, results.get("display")),
+        "per_seed": per_seed_table(rows),
+        "figures": figures,
+        "commit": (git.get("commit") or "unknown")[:12] + (" (dirty)" if git.get("dirty") else ""),
+        "env": results.get("environment") or {},
+        "timings": [(k, fmt(float(v), 3)) for k, v in timings.items()],
+        "stages": results.get("stages") or [],
+        "config_yaml": yaml.safe_dump(results.get("config") or {}, sort_keys=False),
+        "notes": results.get("notes") or [],
+        "artifacts": results.get("artifacts") or [],
+    }
+
+
+def render_run(run_dir: str | os.PathLike) -> Path:
+    run_dir = Path(run_dir)
+    results = load_results(run_dir)
+    page = _env.get_template("run.html.j2").render(**_context(results, run_dir))
+    out = run_dir / REPORT_HTML
+    atomic_write_bytes(out, page.encode())
+    return out
+
+
+def comparison_table(all_results: list[tuple[str, Mapping]]) -> dict:
+    """Seed-aggregated metric rows side by side across runs, with Δ against the first run."""
+    keys: list[tuple] = []
+    values: dict[tuple, dict[int, Mapping]] = {}
+    for i, (_, res) in enumerate(all_results):
+        for r in res.get("metrics", []):
+            if r.get("seed") is not None:
+                continue
+            labels = tuple((k, r[k]) for k in r if k not in METRIC_COLUMNS)
+            key = (r["metric"], labels)
+            if key not in values:
+                keys.append(key)
+                values[key] = {}
+            values[key][i] = r
+    lines = []
+    for key in keys:
+        per = values[key]
+        first = per.get(0)
+        cells = []
+        for i in range(len(all_results)):
+            r = per.get(i)
+            delta = ""
+            if r is not None and first is not None and i > 0 and r.get("value") is not None \
+                    and first.get("value") is not None:
+                delta = f"{r['value'] - first['value']:+.4g}"
+            cells.append({"text": fmt_ci(r) if r else "", "delta": delta})
+        any_row = next(iter(per.values()))
+        lines.append({"metric": key[0], "arrow": arrow(any_row.get("higher_is_better")),
+                      "labels": ", ".join(f"{k}={fmt(v)}" for k, v in key[1]), "cells": cells})
+    return {"lines": lines}
+
+
+def render_index(run_dirs: list[str | os.PathLike], out: str | os.PathLike, title: str = "dlc-bench runs",
+                 render_each: bool = True) -> Path:
+    """One page linking several runs (relative links), with their headline numbers side by side."""
+    out = Path(out)
+    entries, all_results = [], []
+    for d in run_dirs:
+        d = Path(d)
+        res = load_results(d)
+        if render_each:
+            render_run(d)
+        rel = os.path.relpath(d / REPORT_HTML, out.parent)
+        git = res.get("git") or {}
+        entries.append({"experiment": res.get("experiment"), "preset": res.get("preset"), "link": rel,
+                        "run_id": res.get("run_id"), "wall": fmt(float((res.get("timings") or {}).get("total", 0)), 3),
+                        "commit": (git.get("commit") or "unknown")[:12] + (" (dirty)" if git.get("dirty") else ""),
+                        "n_metrics": len(res.get("metrics", [])), "description": res.get("description", "")})
+        all_results.append((str(d), res))
+    compare = comparison_table(all_results) if len({r.get("experiment") for _, r in all_results}) == 1 \
+        and len(all_results) > 1 else None
+    page = _env.get_template("index.html.j2").render(title=title, entries=entries, compare=compare,
+                                                     run_names=[e["run_id"] for e in entries])
+    atomic_write_bytes(out, page.encode())
+    return out
+
+
+__all__ = ["render_run", "render_index", "summary_table", "fmt", "fmt_ci", "ReportError"]

@@ -59,6 +59,7 @@ class ToyMixtureConfig:
     gmm_fit_samples: int = 20_000
     gmm_covariance: Literal["spherical", "diag", "full", "tied"] = "spherical"
     gmm_max_iter: int = 100
+    gmm_init: Literal["kmeans", "k-means++", "random", "random_from_data"] = "kmeans"
     # evaluation
     n_kde: int = 10_000                   # samples the KDE is fitted on (model samples, or true ones for the floor)
     n_eval: int = 10_000                  # evaluation points (true samples for forward KL, model samples for reverse)
@@ -104,7 +105,7 @@ def _seed(*parts: object) -> int:
 def _train_key(cfg: ToyMixtureConfig) -> dict:
     return {k: getattr(cfg, k) for k in ("variance", "spacing", "n_train", "hidden", "layers", "t_dim", "c_dim",
                                          "batch_size", "train_samples", "lr", "warmup", "diffusion_steps",
-                                         "gmm_fit_samples", "gmm_covariance", "gmm_max_iter")}
+                                         "gmm_fit_samples", "gmm_covariance", "gmm_max_iter", "gmm_init")}
 
 
 #################################################################################
@@ -122,7 +123,7 @@ def _fit_gmm(cfg: ToyMixtureConfig, x: np.ndarray, n: int, seed: int) -> dict:
     rng = np.random.default_rng(_seed(seed, n, "gmm-subset"))
     sub = x[rng.permutation(len(x))[: cfg.gmm_fit_samples]]
     gmm = GaussianMixture(n_components=n, covariance_type=cfg.gmm_covariance, max_iter=cfg.gmm_max_iter,
-                          random_state=_seed(seed, n, "gmm"), init_params="k-means++")
+                          random_state=_seed(seed, n, "gmm"), init_params=cfg.gmm_init)
     gmm.fit(sub)
     return {"labels": gmm.predict(x).astype(np.int64), "means": gmm.means_, "converged": bool(gmm.converged_),
             "n_iter": int(gmm.n_iter_)}

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from .common import resolve_device
+from .common import resolve_device, seed_for
 
 
 @dataclass(frozen=True)
@@ -110,3 +111,16 @@ def gather_indexed(local: torch.Tensor, local_idx: torch.Tensor, n: int) -> torc
         keep = ids >= 0
         out[ids[keep]] = xs[keep]
     return out
+
+
+def index_stream(n: int, local_batch: int, info: DistInfo, seed: int) -> Iterator[torch.Tensor]:
+    """Endless local batches of dataset indices: epoch e is one permutation of [0, n) shared by all
+    ranks (seeded from (seed, e)), strided by rank, so the union over ranks is one global batch."""
+    epoch, buf = 0, torch.empty(0, dtype=torch.long)
+    while True:
+        while len(buf) < local_batch:
+            g = torch.Generator().manual_seed(seed_for(seed, epoch, stream=1))
+            buf = torch.cat([buf, torch.randperm(n, generator=g)[info.rank::info.world_size]])
+            epoch += 1
+        yield buf[:local_batch]
+        buf = buf[local_batch:]

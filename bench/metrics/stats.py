@@ -1,0 +1,107 @@
+"""Seeded percentile-bootstrap confidence intervals for any metric over per-sample features.
+
+A resample draws each sample array's rows with replacement (independently per array, or with shared indices when
+`paired`); the interval is the (α/2, 1 − α/2) percentiles of the statistic over resamples. The point value is
+the statistic on the original data. n and the number of resamples are recorded with the interval.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from ..errors import UserError
+
+# ---------------------------------------------------------------------------------------------------------
+# Bootstrap
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfidenceInterval:
+    """A point value with its percentile-bootstrap interval and how it was obtained."""
+    value: float
+    low: float
+    high: float
+    confidence: float
+    n: tuple  # sample sizes of the resampled arrays
+    n_resamples: int
+    seed: int
+    method: str = "percentile"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["n"] = list(self.n)
+        return d
+
+
+def _rows(a):
+    try:
+        return len(a)
+    except TypeError:
+        raise UserError(f"bootstrap samples must be arrays with one row per sample, got {type(a).__name__}",
+                        hint="pass numpy arrays (N, ...)") from None
+
+
+def bootstrap_ci(statistic: Callable[..., float], *samples, n_resamples: int = 1000, confidence: float = 0.95,
+                 seed: int = 0, paired: bool = False, fixed: Sequence = ()) -> ConfidenceInterval:
+    """Percentile-bootstrap CI of `statistic(*resampled_samples, *fixed)`.
+
+    samples: arrays resampled by rows; fixed: extra arguments passed unchanged (e.g. precomputed reference stats).
+    """
+    if not samples:
+        raise UserError("bootstrap_ci needs at least one sample array", hint="pass the per-sample features")
+    if not 0 < confidence < 1:
+        raise UserError(f"confidence must be in (0, 1), got {confidence}", hint="e.g. 0.95")
+    if n_resamples < 2:
+        raise UserError(f"n_resamples must be >= 2, got {n_resamples}", hint="use >= 1000 for a 95% interval")
+    arrays = [np.asarray(s) for s in samples]
+    ns = tuple(_rows(a) for a in arrays)
+    if min(ns) < 2:
+        raise UserError(f"bootstrap needs >= 2 samples per array, got sizes {ns}", hint="use more samples")
+    if paired and len(set(ns)) != 1:
+        raise UserError(f"paired bootstrap needs equal sizes, got {ns}", hint="pass paired=False")
+    value = float(statistic(*arrays, *fixed))
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_resamples)
+    for b in range(n_resamples):
+        if paired:
+            idx = rng.integers(0, ns[0], ns[0])
+            resampled = [a[idx] for a in arrays]
+        else:
+            resampled = [a[rng.integers(0, n, n)] for a, n in zip(arrays, ns)]
+        stats[b] = statistic(*resampled, *fixed)
+    alpha = 1.0 - confidence
+    low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
+    return ConfidenceInterval(value=value, low=float(low), high=float(high), confidence=confidence, n=ns,
+                              n_resamples=n_resamples, seed=seed)
+
+
+def metric_ci(key: str, *, real=None, fake=None, resample: Sequence[str] = ("fake",), n_resamples: int = 100,
+              confidence: float = 0.95, seed: int = 0, options: Optional[dict] = None) -> ConfidenceInterval:
+    """Bootstrap CI of a registered metric: rows of the inputs named in `resample` are resampled, others fixed.
+
+    Default: resample the generated set only (the reference set is the fixed target, as with precomputed stats).
+    """
+    from . import METRICS  # late import: the registry imports this module
+
+    spec = METRICS.get(key)
+    inputs = {"real": real, "fake": fake}
+    names = [n for n in spec.inputs]
+    missing = [n for n in names if inputs.get(n) is None]
+    if missing:
+        raise UserError(f"metric {key!r} needs inputs {names}; missing {missing}", hint="pass them as keywords")
+    bad = [r for r in resample if r not in names]
+    if bad or not resample:
+        raise UserError(f"cannot resample {list(resample)} for metric {key!r} (inputs: {names})",
+                        hint=f"resample a non-empty subset of {names}")
+    opts = dict(options or {})
+    order = [n for n in names if n in resample]
+    fixed = {n: inputs[n] for n in names if n not in resample}
+
+    def statistic(*arrays):
+        return spec.fn(**dict(zip(order, arrays)), **fixed, **opts)
+
+    return bootstrap_ci(statistic, *(inputs[n] for n in order), n_resamples=n_resamples, confidence=confidence,
+                        seed=seed)

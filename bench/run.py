@@ -142,6 +142,9 @@ class RunContext:
         self.artifacts: list[dict] = []
         self.notes: list[str] = []
         self.timings: dict[str, float] = {}
+        # under torchrun every rank runs the experiment (DDP training needs them all); rank 0 writes
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.stage_log: list[dict] = []
         self.display_hints: dict[str, Any] = {}
 
@@ -165,11 +168,24 @@ class RunContext:
             self.log(f"[stage] {label}")
             value = compute()
             seconds = time.perf_counter() - t0
-            self.cache.store(name, key, value, save, seconds)
+            if self.is_main:
+                self.cache.store(name, key, value, save, seconds)
+            self.barrier()
         self.timings[name] = self.timings.get(name, 0.0) + seconds
         self.stage_log.append({"stage": name, "desc": label, "cached": hit is not None, "seconds": seconds,
                                "key_hash": self.cache.key_hash(name, key)})
         return value
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        """Wait for every rank (no-op in a single process)."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
 
     @contextlib.contextmanager
     def timer(self, name: str) -> Iterator[None]:
@@ -184,11 +200,12 @@ class RunContext:
         """A tqdm progress bar with rate and ETA (stderr), silent when quiet."""
         from tqdm.auto import tqdm
 
-        return tqdm(iterable, total=total, desc=desc, leave=False, disable=self.quiet, dynamic_ncols=True,
+        return tqdm(iterable, total=total, desc=desc, leave=False, disable=self.quiet or not self.is_main,
+                    dynamic_ncols=True,
                     file=sys.stderr, mininterval=0.5)
 
     def log(self, message: str) -> None:
-        if not self.quiet:
+        if not self.quiet and self.is_main:
             print(f"[{self.experiment.name}] {message}", file=sys.stderr, flush=True)
 
     # ---------------------------------------------------------------- outputs
@@ -200,7 +217,12 @@ class RunContext:
     def add_figure(self, fig: Any, name: str, caption: str = "", dpi: int = 110) -> Path:
         """Save a matplotlib figure (or copy a PNG path) to figures/<name>.png atomically."""
         path = self.out_dir / "figures" / f"{name}.png"
-        if isinstance(fig, (str, Path)):
+        if not self.is_main:
+            import matplotlib.pyplot as plt
+
+            if not isinstance(fig, (str, Path)):
+                plt.close(fig)
+        elif isinstance(fig, (str, Path)):
             atomic_write_bytes(path, Path(fig).read_bytes())
         else:
             import matplotlib.pyplot as plt
@@ -240,6 +262,10 @@ def execute(experiment: Experiment, config: Any, *, preset: str | None, seeds: t
     """Run `experiment` with a resolved config; write results, figures, report; record in the store."""
     dev = resolve_device(device)
     dt = resolve_dtype(dtype)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun: one process group for the whole run
+        from dlc import dist as ddist
+
+        dev = ddist.setup(device).device
     out_dir = ensure_writable_dir(Path(out_dir), "output directory", "--out DIR")
     cache_dir = ensure_writable_dir(Path(cache_dir or default_cache_dir()), "cache directory", "--cache-dir DIR")
     ctx = RunContext(experiment, config, preset=preset, seeds=seeds, out_dir=out_dir, cache_dir=cache_dir,
@@ -274,6 +300,8 @@ def execute(experiment: Experiment, config: Any, *, preset: str | None, seeds: t
         "notes": ctx.notes,
         "display": ctx.display_hints,
     }
+    if not ctx.is_main:  # under torchrun only rank 0 writes results, the report and the store record
+        return results
     write_results(out_dir, results)
     if render:
         from reports.html import render_run

@@ -48,7 +48,10 @@ def setup(device: str = "auto") -> DistInfo:
 
 
 def cleanup() -> None:
+    """Leave the process group. All ranks meet at a barrier first: a rank that tears gloo down while
+    another is still inside a collective (or about to enter one) aborts the whole job."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -1,0 +1,235 @@
+"""The feature-extractor interface, its registry, and the weights helpers every extractor shares.
+
+An extractor maps uint8 images (N, 3, H, W) to named feature layers, each (N, d) float32. It declares its
+preprocessing (resize mode and size, normalisation), its layers and their dims, the metric label of a
+Fréchet distance on each layer ('fid', 'sfid', 'fd_dinov2', 'fd_effnet', ...) and its weights source; and
+`describe()` returns all of that plus the sha256 of the weights, to be recorded with every number.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from dlc.common import resolve_device, resolve_dtype
+
+from ..errors import UserError
+from ..registry import Registry
+from .resize import check_resize_mode, describe_resize, resize_images
+
+__all__ = [
+    "FEATURES_VERSION", "FEATURE_EXTRACTORS", "FeatureExtractor", "Preprocessing", "MissingWeightsError",
+    "register_extractor", "build_extractor", "file_sha256", "files_sha256", "downloads_disabled",
+]
+
+# Bump when the definition of any feature changes: it is part of every cache key.
+FEATURES_VERSION = 1
+
+FEATURE_EXTRACTORS: Registry[Callable[..., "FeatureExtractor"]] = Registry("feature extractor")
+
+
+def register_extractor(name: str):
+    """Class decorator: register `cls` (called with keyword options) under `name`."""
+    return FEATURE_EXTRACTORS.decorator(name)
+
+
+def build_extractor(name: str, **kwargs: Any) -> "FeatureExtractor":
+    """Build a registered extractor, e.g. build_extractor('inception-v3-compat', weights='inc.pth', device='cpu')."""
+    return FEATURE_EXTRACTORS.get(name)(**kwargs)
+
+
+#################################################################################
+#                                Weights helpers                                #
+#################################################################################
+
+class MissingWeightsError(UserError, FileNotFoundError):
+    """Weights are not on disk and cannot be downloaded: names the file to provide and the option taking it."""
+
+
+def downloads_disabled() -> bool:
+    """True when DLC_BENCH_OFFLINE or HF_HUB_OFFLINE is set (the test suite sets HF_HUB_OFFLINE=1)."""
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("DLC_BENCH_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+_SHA_MEMO: dict[tuple, str] = {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file (hex), memoised per (path, size, mtime) within the process."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_MEMO:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+        _SHA_MEMO[key] = h.hexdigest()
+    return _SHA_MEMO[key]
+
+
+def files_sha256(paths: Iterable[str | os.PathLike], root: str | os.PathLike) -> str:
+    """One sha256 over several files: their paths relative to `root` and their own sha256, in sorted order."""
+    h = hashlib.sha256()
+    for p in sorted(Path(p) for p in paths):
+        h.update(str(p.relative_to(root)).encode() + b"\0" + file_sha256(p).encode() + b"\n")
+    return h.hexdigest()
+
+
+#################################################################################
+#                                 The interface                                 #
+#################################################################################
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """How images are turned into network input: resize (mode, size), normalisation and compute dtype."""
+    resize: str
+    size: int | None
+    normalize: str
+    dtype: str = "float32"
+
+    def to_dict(self) -> dict:
+        return {"resize": describe_resize(self.resize, self.size), "normalize": self.normalize, "dtype": self.dtype}
+
+
+class FeatureExtractor:
+    """Base class: uint8 images (N, 3, H, W) → {layer: (N, d) float32}. Subclasses implement `_forward`."""
+
+    name: str = "base"
+    input_size: int | None = None          # side of the square network input, px
+    default_resize: str = "none"
+    normalize: str = "x"                   # human-readable normalisation of [0, 255] input
+    default_layer: str = ""
+    layer_dims: dict[str, int] = {}        # declared layers and their dims
+    metric_labels: dict[str, str] = {}     # layer -> label of a Fréchet distance on it ('fid', 'fd_effnet', ...)
+
+    def __init__(self, *, resize: str | None = None, device: str | torch.device = "auto",
+                 dtype: str | torch.dtype = "float32"):
+        self.resize = check_resize_mode(resize or self.default_resize)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        if self.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"feature extractors compute in float32 or float64, not {self.dtype}")
+        self.layer_dims = dict(self.layer_dims)
+
+    # ---- what it is ----------------------------------------------------------------------------------------
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.resize, self.input_size, self.normalize, str(self.dtype).replace("torch.", ""))
+
+    def weights_info(self) -> dict:
+        """{'source': hub id / URL / path / 'none', 'path': local file or dir, 'sha256': ...}."""
+        raise NotImplementedError
+
+    def metric_label(self, layer: str | None = None) -> str:
+        """Label of a Fréchet distance on `layer`: 'fid' only for the TF-compatible Inception pool3."""
+        layer = self.check_layers([layer or self.default_layer])[0]
+        return self.metric_labels.get(layer, f"fd_{self.name}_{layer}")
+
+    def describe(self) -> dict:
+        """Everything that determines the numbers: recorded with every result and part of every cache key."""
+        return {
+            "extractor": self.name,
+            "features_version": FEATURES_VERSION,
+            "layers": dict(self.layer_dims),
+            "default_layer": self.default_layer,
+            "metric_labels": {k: self.metric_label(k) for k in self.layer_dims},
+            "preprocessing": self.preprocessing.to_dict(),
+            "weights": self.weights_info(),
+            "implementation": self.implementation(),
+        }
+
+    def implementation(self) -> dict:
+        """Library versions behind the network code (they are part of the cache key)."""
+        return {"torch": torch.__version__.split("+")[0]}
+
+    def check_layers(self, layers: Sequence[str] | str | None) -> list[str]:
+        if layers is None:
+            return [self.default_layer]
+        if isinstance(layers, str):
+            layers = [layers]
+        layers = list(dict.fromkeys(layers))
+        bad = [l for l in layers if l not in self.layer_dims]
+        if bad or not layers:
+            raise ValueError(f"{self.name} has no layer {bad[0] if bad else '(none given)'!r}; "
+                             f"layers: {', '.join(self.layer_dims)}")
+        return layers
+
+    # ---- computing -----------------------------------------------------------------------------------------
+
+    def _forward(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+        """x: float (N, 3, S, S) in [0, 255], already resized, on self.device. Returns {layer: (N, d)}."""
+        raise NotImplementedError
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 3, H, W) → float (N, 3, S, S) in [0, 255] on the extractor's device (the resize step)."""
+        x = resize_images(images.to(self.device), self.input_size, self.resize, self.dtype)
+        return x.contiguous()        # NCHW-contiguous whatever the input strides: the conv kernels (numerics) depend on it
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor | np.ndarray, layers: Sequence[str] | str | None = None
+                 ) -> dict[str, torch.Tensor]:
+        """One batch: uint8 (N, 3, H, W) → {layer: float32 (N, d)} on the extractor's device."""
+        layers = self.check_layers(layers)
+        images = _as_uint8_nchw(images)
+        feats = self._forward(self.preprocess(images), layers)
+        out = {}
+        for l in layers:
+            f = feats[l].reshape(images.shape[0], -1).to(torch.float32)
+            if f.shape[1] != self.layer_dims[l]:
+                raise RuntimeError(f"{self.name} layer {l!r} gave {f.shape[1]} dims, declared {self.layer_dims[l]}")
+            out[l] = f
+        return out
+
+    def extract(self, images: Any, layers: Sequence[str] | str | None = None, *, batch_size: int = 64,
+                progress: Callable[[int, int | None], None] | None = None) -> dict[str, np.ndarray]:
+        """All images of a source (see `bench.inputs.open_images`) → {layer: float32 (N, d)}, in source order.
+
+        Raises ValueError on an empty source or non-finite features (naming the layer and first bad image).
+        """
+        from ..inputs import open_images
+
+        layers = self.check_layers(layers)
+        source = open_images(images)
+        chunks: dict[str, list[np.ndarray]] = {l: [] for l in layers}
+        done = 0
+        for batch in source.batches(batch_size):
+            feats = self(batch, layers)
+            for l in layers:
+                chunks[l].append(feats[l].cpu().numpy())
+            done += batch.shape[0]
+            if progress is not None:
+                progress(done, len(source))
+        if done == 0:
+            raise ValueError(f"no images in {source.describe().get('path') or source.kind}: nothing to extract")
+        out = {l: np.concatenate(c) for l, c in chunks.items()}
+        check_finite(out, self.name)
+        return out
+
+
+def check_finite(feats: Mapping[str, np.ndarray], extractor: str) -> None:
+    for layer, f in feats.items():
+        bad = ~np.isfinite(f).all(axis=1)
+        if bad.any():
+            raise ValueError(f"{extractor} layer {layer!r}: {int(bad.sum())} of {len(f)} feature rows contain NaN/inf "
+                             f"(first at image {int(np.argmax(bad))}); check the weights file and the input images")
+
+
+def _as_uint8_nchw(images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 images (N, 3, H, W) in [0, 255]; got "
+                         f"{getattr(images, 'dtype', type(images).__name__)} (convert floats in [0, 1] with "
+                         "(x * 255).round().clamp(0, 255).to(torch.uint8))")
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected uint8 images of shape (N, 3, H, W); got {tuple(images.shape)} "
+                         "(use bench.inputs.open_images for NHWC, grayscale or RGBA input)")
+    return images

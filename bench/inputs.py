@@ -59,6 +59,17 @@ def _channel_axis(shape: tuple[int, ...], layout: str, what: str) -> int:
                      "uint8 images)")
 
 
+def _check_uint8_4d(x: Any, what: str) -> None:
+    """x must be a 4-D uint8 torch tensor (numpy arrays are converted by the callers first)."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{what} must be a uint8 numpy array or torch tensor, not {type(x).__name__}")
+    if x.dtype != torch.uint8:
+        raise ValueError(f"{what} must be uint8 in [0, 255], got {x.dtype}; convert floats in [0, 1] with "
+                         "(x * 255).round().clip(0, 255).astype(uint8)")
+    if x.dim() != 4:
+        raise ValueError(f"{what} must be 4-D (N, C, H, W) or (N, H, W, C); got shape {tuple(x.shape)}")
+
+
 def to_uint8_nchw(x: Any, layout: str = "auto", conversions: collections.Counter | None = None,
                   what: str = "images") -> torch.Tensor:
     """uint8 NCHW or NHWC (numpy or torch; 1, 3 or 4 channels) → uint8 torch (N, 3, H, W) on the CPU.
@@ -69,13 +80,7 @@ def to_uint8_nchw(x: Any, layout: str = "auto", conversions: collections.Counter
         if not x.flags.writeable:                                       # memory-mapped .npy, np.load views
             x = np.array(x)                                             # torch wants writable memory
         x = torch.from_numpy(np.ascontiguousarray(x))
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{what} must be a uint8 numpy array or torch tensor, not {type(x).__name__}")
-    if x.dtype != torch.uint8:
-        raise ValueError(f"{what} must be uint8 in [0, 255], got {x.dtype}; convert floats in [0, 1] with "
-                         "(x * 255).round().clip(0, 255).astype(uint8)")
-    if x.dim() != 4:
-        raise ValueError(f"{what} must be 4-D (N, C, H, W) or (N, H, W, C); got shape {tuple(x.shape)}")
+    _check_uint8_4d(x, what)
     if _channel_axis(tuple(x.shape), layout, what) == 3:
         x = x.permute(0, 3, 1, 2)                                       # (N, C, H, W)
     c = x.shape[1]
@@ -351,13 +356,7 @@ class ArraySource(ImageSource):
     def __init__(self, images: np.ndarray | torch.Tensor, layout: str = "auto"):
         if isinstance(images, np.ndarray):
             images = torch.from_numpy(images)
-        if not isinstance(images, torch.Tensor):
-            raise ValueError(f"expected a uint8 array or tensor, not {type(images).__name__}")
-        if images.dtype != torch.uint8:
-            raise ValueError(f"images must be uint8 in [0, 255], got {images.dtype}; convert floats in [0, 1] with "
-                             "(x * 255).round().clamp(0, 255).to(torch.uint8)")
-        if images.dim() != 4:
-            raise ValueError(f"images must be 4-D (N, C, H, W) or (N, H, W, C); got shape {tuple(images.shape)}")
+        _check_uint8_4d(images, "images")
         self.layout = "NCHW" if _channel_axis(tuple(images.shape), layout, "images") == 1 else "NHWC"
         self.images = images
         self.num_images = images.shape[0]

@@ -168,7 +168,7 @@ def _unknown_key(cls: type, key: str, root: type | None = None) -> UserError:
     return UserError(f"unknown config key {key!r}.{did_you_mean(key, keys)}", hint=f"valid keys: {', '.join(keys)}")
 
 
-def build(cls: type, values: Mapping[str, Any], prefix: str = "", root: type | None = None) -> Any:
+def build(cls: type, values: Mapping[str, Any], prefix: str = "", root: type | None = None, base: Any = None) -> Any:
     """Instantiate dataclass `cls` from a (nested) mapping, validating names and types."""
     hints = _resolve_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -180,15 +180,26 @@ def build(cls: type, values: Mapping[str, Any], prefix: str = "", root: type | N
         if dataclasses.is_dataclass(tp):
             if not isinstance(raw, Mapping):
                 raise UserError(f"config key {prefix + name!r} is a group of settings, not a single value")
-            kwargs[name] = build(tp, raw, prefix=f"{prefix}{name}.", root=root or cls)
+            kwargs[name] = build(tp, raw, prefix=f"{prefix}{name}.", root=root or cls,
+                                 base=_field_default(fields[name]))
         else:
             kwargs[name] = coerce(raw, tp, prefix + name)
     try:
-        obj = cls(**kwargs)
+        # a nested group starts from its field's default (e.g. a default_factory with tuned values), so a
+        # preset's partial mapping and `--set` overrides agree on what an unstated field is
+        obj = dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
     except TypeError as e:  # a required field is missing
         raise UserError(f"incomplete config for {cls.__name__}: {e}") from None
+    except ValueError as e:  # __post_init__ checks
+        raise UserError(f"invalid config: {e}") from None
     _validate(obj)
     return obj
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
 
 
 def _validate(obj: Any) -> None:
@@ -220,10 +231,16 @@ def _set_path(obj: Any, parts: list[str], raw: str, full: str, root: type) -> An
         raise _unknown_key(type(obj), full, root)
     tp = hints[head]
     if len(parts) == 1:
-        return dataclasses.replace(obj, **{head: coerce(raw, tp, full)})
+        try:
+            return dataclasses.replace(obj, **{head: coerce(raw, tp, full)})
+        except ValueError as e:  # __post_init__ checks
+            raise UserError(f"invalid config: {e}") from None
     if not dataclasses.is_dataclass(tp):
         raise _unknown_key(type(obj), full, root)
-    return dataclasses.replace(obj, **{head: _set_path(getattr(obj, head), parts[1:], raw, full, root)})
+    try:
+        return dataclasses.replace(obj, **{head: _set_path(getattr(obj, head), parts[1:], raw, full, root)})
+    except ValueError as e:
+        raise UserError(f"invalid config: {e}") from None
 
 
 #################################################################################

@@ -1,32 +1,27 @@
-"""The results schema: `results.json` (the source of truth) and `results.csv` (tidy metric rows).
+"""Provenance of a run: git commit and dirty flag, environment (python, torch, numpy, device, dtype,
+threads, CPU/GPU). The results schema itself (the `Results` record, metric rows, reading and writing
+results.json / results.csv) is `bench.schema`; its names are re-exported here for old imports.
 
-results.json holds: schema version, run id, experiment (+ version), preset, resolved config and its
-hash, git commit and dirty flag, environment (python, torch, numpy, device, dtype, threads, CPU/GPU),
-seeds, wall time per stage, stage-cache hits, metric rows, figures and artifacts.
-
-A metric row is a flat dict: metric, value, ci_low, ci_high, n, higher_is_better, then the label
-columns that identify it (e.g. variant, n_modes, seed). Rows aggregated over seeds have no seed.
+`environment()` imports torch (lazily); `bench.schema` never does.
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 import os
 import platform
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-from dlc.common import atomic_write_bytes
+# compatibility re-exports: import these from bench.schema in new code
+from .schema import (METRIC_COLUMNS, REPORT_HTML, RESULTS_CSV, RESULTS_JSON, SCHEMA_VERSION,  # noqa: F401
+                     Results, clean_json, label_columns, metric_row, read_results, rows_to_csv, write_results)
 
-SCHEMA_VERSION = 1
-METRIC_COLUMNS = ("metric", "value", "ci_low", "ci_high", "n", "higher_is_better")
-RESULTS_JSON = "results.json"
-RESULTS_CSV = "results.csv"
-REPORT_HTML = "report.html"
+_clean = clean_json   # old private name, still imported by bench/cli_metrics.py
+
+__all__ = ["repo_root", "git_info", "environment", "METRIC_COLUMNS", "REPORT_HTML", "RESULTS_CSV", "RESULTS_JSON",
+           "SCHEMA_VERSION", "Results", "clean_json", "label_columns", "metric_row", "read_results",
+           "rows_to_csv", "write_results"]
 
 
 #################################################################################
@@ -82,80 +77,3 @@ def environment(device: Any = None, dtype: Any = None) -> dict:
     return env
 
 
-#################################################################################
-#                               Metric rows                                     #
-#################################################################################
-
-def metric_row(metric: str, value: float, *, higher_is_better: bool | None, ci_low: float | None = None,
-               ci_high: float | None = None, n: int | None = None, **labels: Any) -> dict:
-    if not isinstance(metric, str) or not metric:
-        raise ValueError("metric name must be a non-empty string")
-    for k in labels:
-        if k in METRIC_COLUMNS:
-            raise ValueError(f"label {k!r} clashes with a metric column")
-    row = {"metric": metric, "value": _num(value), "ci_low": _num(ci_low), "ci_high": _num(ci_high),
-           "n": None if n is None else int(n), "higher_is_better": higher_is_better}
-    row.update(labels)
-    return row
-
-
-def _num(x: Any) -> float | None:
-    if x is None:
-        return None
-    return float(x)  # NaN/inf are kept here; JSON writes them as null (see _clean)
-
-
-def label_columns(rows: Iterable[Mapping]) -> list[str]:
-    cols: list[str] = []
-    for r in rows:
-        for k in r:
-            if k not in METRIC_COLUMNS and k not in cols:
-                cols.append(k)
-    return cols
-
-
-def rows_to_csv(rows: list[Mapping]) -> str:
-    cols = [*METRIC_COLUMNS, *label_columns(rows)]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in cols})
-    return buf.getvalue()
-
-
-def _clean(o: Any) -> Any:
-    """JSON-safe copy: NaN/inf → None, tuples → lists, Paths → str."""
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, Mapping):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, Path):
-        return str(o)
-    return o
-
-
-def write_results(out_dir: Path, results: Mapping) -> None:
-    """Write results.json and results.csv atomically (JSON last: it marks the run complete)."""
-    out_dir = Path(out_dir)
-    atomic_write_bytes(out_dir / RESULTS_CSV, rows_to_csv(list(results["metrics"])).encode())
-    atomic_write_bytes(out_dir / RESULTS_JSON, json.dumps(_clean(results), indent=2).encode())
-
-
-def read_results(run_dir: Path) -> dict:
-    from .errors import UserError
-
-    path = Path(run_dir) / RESULTS_JSON
-    if not path.exists():
-        raise UserError(f"{run_dir} holds no {RESULTS_JSON}",
-                        hint="pass a directory written by `dlc-bench run`, `suite` or `metrics`")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path} is not valid JSON: {e}") from None
-    if data.get("schema_version") != SCHEMA_VERSION:
-        raise UserError(f"{path} has schema version {data.get('schema_version')}, this dlc-bench reads "
-                        f"{SCHEMA_VERSION}")
-    return data

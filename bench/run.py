@@ -1,25 +1,19 @@
-"""Running an experiment: the run context, the content-addressed stage cache, resume, outputs.
+"""Running an experiment: the run context, stages through the shared stage cache, sweeps, outputs.
 
     out/results.json   results + provenance (written last: its presence marks a complete run)
     out/results.csv    one row per metric value
     out/report.html    rendered from results.json by `reports`
     out/figures/*.png  figures the experiment added
 
-Stage outputs (trained models, samples, fitted GMMs) are cached under
-`<cache>/stages/<experiment>/<stage>/<hash>/` where the hash covers the experiment name, the
-stage name, the stage's key (the config values it depends on, the seed) and the code version
-(a hash of the experiment's source). A stage is computed into a temporary directory and renamed
-into place only when complete, so an interrupted run never leaves a half-written stage; the next
-run with the same settings reuses every finished stage and computes only the rest.
+Stage outputs live in the one stage cache of `bench.cache` (shared by every experiment, keyed by the
+stage's whole config, its upstream keys and the source of its own modules, verified on read). A run
+killed at any point resumes with the same command, recomputing only unfinished stages.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import secrets
-import shutil
 import sys
 import tempfile
 import time
@@ -30,23 +24,17 @@ import torch
 
 from dlc.common import atomic_write, atomic_write_bytes, resolve_device, resolve_dtype
 
+from .cache import Stage, StageCache, StageKey, default_cache_dir, stage_key
+
 from .aggregate import aggregate_over_seeds
 from .config import config_hash, to_dict
 from .errors import UserError
 from .experiment import Experiment
-from .results import SCHEMA_VERSION, environment, git_info, metric_row, write_results
+from .results import environment, git_info
+from .schema import Results, metric_row, write_results
 from .store import RunStore
 
 T = TypeVar("T")
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("DLC_BENCH_CACHE")
-    if env:
-        return Path(env)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("dlc-bench"))
 
 
 def ensure_writable_dir(path: Path, what: str, option: str) -> Path:
@@ -61,62 +49,6 @@ def ensure_writable_dir(path: Path, what: str, option: str) -> Path:
         raise UserError(f"{what} {path} is not writable ({e.strerror or e})",
                         hint=f"choose another location with {option}") from None
     return path
-
-
-#################################################################################
-#                                 Stage cache                                   #
-#################################################################################
-
-def _default_save(value: Any, directory: Path) -> None:
-    torch.save(value, directory / "value.pt")
-
-
-def _default_load(directory: Path) -> Any:
-    return torch.load(directory / "value.pt", weights_only=False, map_location="cpu")
-
-
-class StageCache:
-    """Content-addressed, atomically written stage outputs."""
-
-    def __init__(self, root: Path, experiment: str, code_version: str):
-        self.root = Path(root) / "stages" / experiment
-        self.experiment = experiment
-        self.code_version = code_version
-
-    def key_hash(self, stage: str, key: Mapping[str, Any]) -> str:
-        blob = json.dumps({"experiment": self.experiment, "stage": stage, "code": self.code_version,
-                           "key": key}, sort_keys=True, default=str, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-    def directory(self, stage: str, key: Mapping[str, Any]) -> Path:
-        return self.root / stage / self.key_hash(stage, key)
-
-    def lookup(self, stage: str, key: Mapping[str, Any]) -> Path | None:
-        d = self.directory(stage, key)
-        return d if (d / "stage.json").exists() else None
-
-    def store(self, stage: str, key: Mapping[str, Any], value: Any, save: Callable[[Any, Path], None],
-              seconds: float) -> Path:
-        final = self.directory(stage, key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-        try:
-            save(value, tmp)
-            meta = {"stage": stage, "key": key, "code": self.code_version, "seconds": seconds,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            (tmp / "stage.json").write_text(json.dumps(meta, default=str, indent=1))
-            try:
-                os.rename(tmp, final)  # atomic: the stage appears complete or not at all
-            except OSError:
-                if (final / "stage.json").exists():  # someone else finished it first
-                    shutil.rmtree(tmp, ignore_errors=True)
-                else:  # a leftover without marker: replace it
-                    shutil.rmtree(final, ignore_errors=True)
-                    os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return final
 
 
 #################################################################################
@@ -136,7 +68,9 @@ class RunContext:
         self.device = device
         self.dtype = dtype
         self.quiet = quiet
-        self.cache = StageCache(cache_dir, experiment.name, experiment.code_version())
+        self.cache = StageCache(cache_dir)
+        self.code_version = experiment.code_version()
+        self.row_labels: dict[str, Any] = {}     # added to every metric row (the point of a sweep)
         self.metrics: list[dict] = []
         self.figures: list[dict] = []
         self.artifacts: list[dict] = []
@@ -149,19 +83,18 @@ class RunContext:
         self.display_hints: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- stages
-    def stage(self, name: str, key: Mapping[str, Any], compute: Callable[[], T], *,
-              save: Callable[[T, Path], None] = _default_save, load: Callable[[Path], T] = _default_load,
-              desc: str | None = None) -> T:
-        """Return the cached output of stage `name` for `key`, computing and caching it if absent.
+    def key(self, stage: Stage, config: Any, *, upstream: Iterable[StageKey] = (), seed: int | None = None
+            ) -> StageKey:
+        """The cache key of `stage` run with `config` (every field counts) on the outputs `upstream`, with
+        `seed`, on this run's device and dtype (see bench.cache.stage_key)."""
+        return stage_key(stage, config, upstream=upstream, seed=seed, device=self.device, dtype=self.dtype)
 
-        `key` must contain everything the output depends on (config values, seed, device); the
-        code version is added automatically. Wall time of each stage is recorded."""
-        key = dict(key, device=str(self.device), dtype=str(self.dtype))
-        label = desc or name
-        hit = self.cache.lookup(name, key)
+    def stage(self, stage: Stage, key: StageKey, compute: Callable[[], T], *, desc: str | None = None) -> T:
+        """The cached output of `stage` for `key` (verified), or `compute()` stored under that key."""
+        label = desc or stage.name
         t0 = time.perf_counter()
-        if hit is not None:
-            value = load(hit)
+        hit, value = self.cache.load(key, stage.load)
+        if hit:
             seconds = time.perf_counter() - t0
             self.log(f"[cached] {label}")
         else:
@@ -169,11 +102,13 @@ class RunContext:
             value = compute()
             seconds = time.perf_counter() - t0
             if self.is_main:
-                self.cache.store(name, key, value, save, seconds)
+                self.cache.store(key, value, stage.save, seconds)
+                if stage.reload:   # e.g. checkpoint paths inside the cache rather than a scratch directory
+                    value = self.cache.load(key, stage.load)[1]
             self.barrier()
-        self.timings[name] = self.timings.get(name, 0.0) + seconds
-        self.stage_log.append({"stage": name, "desc": label, "cached": hit is not None, "seconds": seconds,
-                               "key_hash": self.cache.key_hash(name, key)})
+        self.timings[stage.name] = self.timings.get(stage.name, 0.0) + seconds
+        self.stage_log.append({"stage": stage.name, "desc": label, "cached": hit, "seconds": seconds,
+                               "key_hash": key.hash, **({"point": dict(self.row_labels)} if self.row_labels else {})})
         return value
 
     @property
@@ -212,10 +147,17 @@ class RunContext:
     def add_metric(self, metric: str, value: float, *, higher_is_better: bool | None, ci_low: float | None = None,
                    ci_high: float | None = None, n: int | None = None, **labels: Any) -> None:
         self.metrics.append(metric_row(metric, value, higher_is_better=higher_is_better, ci_low=ci_low,
-                                       ci_high=ci_high, n=n, **labels))
+                                       ci_high=ci_high, n=n, **self.row_labels, **labels))
+
+    def add_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Metric rows made elsewhere (bench.evaluate), with the sweep point's labels added."""
+        self.metrics.extend({**r, **self.row_labels} for r in rows)
 
     def add_figure(self, fig: Any, name: str, caption: str = "", dpi: int = 110) -> Path:
         """Save a matplotlib figure (or copy a PNG path) to figures/<name>.png atomically."""
+        if self.row_labels:    # one figure per sweep point
+            name = name + "".join(f"_{k.split('.')[-1]}={v}" for k, v in self.row_labels.items())
+            caption = f"[{', '.join(f'{k}={v}' for k, v in self.row_labels.items())}] {caption}"
         path = self.out_dir / "figures" / f"{name}.png"
         if not self.is_main:
             import matplotlib.pyplot as plt
@@ -245,6 +187,8 @@ class RunContext:
 
     def note(self, text: str) -> None:
         """A sentence shown in the report (e.g. what a metric means, a caveat)."""
+        if self.row_labels:
+            text = f"[{', '.join(f'{k}={v}' for k, v in self.row_labels.items())}] {text}"
         self.notes.append(text)
 
 
@@ -258,8 +202,11 @@ def new_run_id(experiment: str) -> str:
 
 def execute(experiment: Experiment, config: Any, *, preset: str | None, seeds: tuple[int, ...], out_dir: Path,
             cache_dir: Path | None = None, store: RunStore | None = None, device: str = "auto",
-            dtype: str = "float32", quiet: bool = False, render: bool = True) -> dict:
-    """Run `experiment` with a resolved config; write results, figures, report; record in the store."""
+            dtype: str = "float32", quiet: bool = False, render: bool = True,
+            sweep: list[tuple[dict[str, Any], Any]] | None = None) -> Results:
+    """Run `experiment` with a resolved config (or once per point of `sweep`, a list of (labels, config)
+    pairs from bench.config.expand_sweep, all recorded as one run whose rows carry the labels); write
+    results, figures, report; record in the store."""
     dev = resolve_device(device)
     dt = resolve_dtype(dtype)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun: one process group for the whole run
@@ -272,34 +219,31 @@ def execute(experiment: Experiment, config: Any, *, preset: str | None, seeds: t
                      device=dev, dtype=dt, quiet=quiet)
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     t0 = time.perf_counter()
-    experiment.fn(ctx)
+    points = sweep or [({}, config)]
+    for labels, point_config in points:
+        ctx.config, ctx.row_labels = point_config, dict(labels)
+        if labels:
+            ctx.log("sweep point " + ", ".join(f"{k}={v}" for k, v in labels.items()))
+        experiment.fn(ctx)
+    ctx.config, ctx.row_labels = config, {}
     total = time.perf_counter() - t0
     metrics = ctx.metrics + aggregate_over_seeds(ctx.metrics)
-    results = {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": new_run_id(experiment.name),
-        "experiment": experiment.name,
-        "experiment_version": experiment.version,
-        "description": experiment.description,
-        "preset": preset,
-        "config": to_dict(config),
-        "config_hash": config_hash(config),
-        "code_version": ctx.cache.code_version,
-        "git": git_info(),
-        "environment": environment(dev, dt),
-        "seeds": list(seeds),
-        "started_at": started,
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "timings": {**{k: round(v, 3) for k, v in ctx.timings.items()}, "total": round(total, 3)},
-        "stages": ctx.stage_log,
-        "cache": {"hits": sum(s["cached"] for s in ctx.stage_log),
-                  "misses": sum(not s["cached"] for s in ctx.stage_log)},
-        "metrics": metrics,
-        "figures": ctx.figures,
-        "artifacts": ctx.artifacts,
-        "notes": ctx.notes,
-        "display": ctx.display_hints,
-    }
+    sweep_record = None
+    if sweep:
+        axes = list(points[0][0])
+        sweep_record = {"axes": axes, "points": [dict(lb) for lb, _ in points]}
+        if ctx.is_main:
+            _sweep_figures(ctx, metrics, axes)
+    results = Results(
+        run_id=new_run_id(experiment.name), experiment=experiment.name, experiment_version=experiment.version,
+        description=experiment.description, preset=preset, config=to_dict(config), config_hash=config_hash(config),
+        code_version=ctx.code_version, git=git_info(), environment=environment(dev, dt), seeds=list(seeds),
+        started_at=started, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        timings={**{k: round(v, 3) for k, v in ctx.timings.items()}, "total": round(total, 3)},
+        stages=ctx.stage_log, cache={"hits": sum(s["cached"] for s in ctx.stage_log),
+                                     "misses": sum(not s["cached"] for s in ctx.stage_log)},
+        metrics=metrics, figures=ctx.figures, artifacts=ctx.artifacts, notes=ctx.notes, display=ctx.display_hints,
+        sweep=sweep_record)
     if not ctx.is_main:  # under torchrun only rank 0 writes results, the report and the store record
         return results
     write_results(out_dir, results)
@@ -308,5 +252,23 @@ def execute(experiment: Experiment, config: Any, *, preset: str | None, seeds: t
 
         render_run(out_dir)
     if store is not None:
-        store.record(results, str(out_dir.resolve()))
+        store.record(results.to_dict(), str(out_dir.resolve()))
     return results
+
+
+def _sweep_figures(ctx: RunContext, metrics: list[dict], axes: list[str]) -> None:
+    """One figure per sweep axis: every quality metric (mean over seeds) against the axis."""
+    from .figures import sweep_figure
+
+    means = [r for r in metrics if "seed" not in r and r.get("higher_is_better") is not None]
+    names = list(dict.fromkeys(r["metric"] for r in means))[:6]
+    for axis in axes:
+        if not names:
+            break
+        group = next((g for g in ("variant", "method", "representation") if any(g in r for r in means)), None)
+        fig = sweep_figure(means, axis, names, group=group)
+        saved = ctx.row_labels
+        ctx.row_labels = {}
+        ctx.add_figure(fig, f"sweep_{axis.replace('.', '_')}",
+                       f"Metrics (mean over seeds) against the sweep axis {axis}.")
+        ctx.row_labels = saved

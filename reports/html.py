@@ -1,27 +1,25 @@
 """Render stored results as self-contained HTML (figures inlined as data URIs, no server).
 
-Only reads `results.json` and the figure files next to it; never recomputes a metric.
+Only reads `results.json` (through `bench.schema`, which checks its schema version) and the figure
+files next to it; never recomputes a metric. Imports nothing of the harness but `bench.schema` and
+`bench.errors`, and nothing of `dlc`, so rendering never imports torch.
 - `render_run(run_dir)`         → run_dir/report.html
 - `render_index(run_dirs, out)` → one page linking several runs (a suite) with a comparison table.
 """
 from __future__ import annotations
 
 import base64
-import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import jinja2
 import yaml
 
-from dlc.common import atomic_write_bytes
+from bench.errors import UserError
+from bench.schema import METRIC_COLUMNS, REPORT_HTML, Results, atomic_write_bytes, label_columns, read_results
 
-RESULTS_JSON = "results.json"
-RESULTS_CSV = "results.csv"
-REPORT_HTML = "report.html"
-METRIC_COLUMNS = ("metric", "value", "ci_low", "ci_high", "n", "higher_is_better")
 METHOD_LABELS = ("variant", "method", "conditioning", "representation")
 
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
@@ -34,8 +32,8 @@ TIER_BADGES = {
 }
 
 
-class ReportError(Exception):
-    pass
+class ReportError(UserError):
+    """A report could not be rendered (kept for callers that catch it; every UserError is one line in the CLI)."""
 
 
 #################################################################################
@@ -88,15 +86,6 @@ def data_uri(path: Path) -> str | None:
 #################################################################################
 #                                  Tables                                       #
 #################################################################################
-
-def label_columns(rows: Iterable[Mapping], exclude: tuple[str, ...] = ()) -> list[str]:
-    cols: list[str] = []
-    for r in rows:
-        for k in r:
-            if k not in METRIC_COLUMNS and k not in exclude and k not in cols:
-                cols.append(k)
-    return cols
-
 
 def _sort_rows(rows: list[Mapping], labels: list[str], label_order: Mapping[str, list]) -> list[Mapping]:
     """Sort by the label columns, the method column last so methods sit next to each other;
@@ -191,52 +180,56 @@ def per_seed_table(rows: list[Mapping]) -> dict:
 #                                  Rendering                                    #
 #################################################################################
 
-def load_results(run_dir: Path) -> dict:
-    path = Path(run_dir) / RESULTS_JSON
-    if not path.exists():
-        raise ReportError(f"{run_dir} holds no {RESULTS_JSON}; pass a directory written by dlc-bench run/suite/metrics")
-    return json.loads(path.read_text())
+def sweep_table(sweep: Mapping | None) -> dict | None:
+    """The sweep section of a run report: its axes (dotted config keys) and one line per point."""
+    if not sweep:
+        return None
+    axes = list(sweep.get("axes") or [])
+    points = list(sweep.get("points") or [])
+    return {"axes": axes, "points": [[fmt(p.get(a)) for a in axes] for p in points]}
 
 
-def _context(results: Mapping, run_dir: Path) -> dict:
-    rows = list(results.get("metrics", []))
-    figures = []
-    for f in results.get("figures", []):
-        figures.append({**f, "src": data_uri(run_dir / f["path"]) or f["path"]})
-    git = results.get("git") or {}
-    timings = results.get("timings") or {}
+def _commit(git: Mapping) -> str:
+    return (git.get("commit") or "unknown")[:12] + (" (dirty)" if git.get("dirty") else "")
+
+
+def _context(results: Results, run_dir: Path) -> dict:
+    rows = list(results.metrics)
+    figures = [{**f, "src": data_uri(run_dir / f["path"]) or f["path"]} for f in results.figures]
     return {
         "r": results,
-        "title": f"{results.get('experiment')} · {results.get('preset') or 'custom'}",
-        "badge": TIER_BADGES.get(results.get("preset") or ""),
-        "summary": summary_table(rows, results.get("display")),
+        "title": f"{results.experiment} · {results.preset or 'custom'}",
+        "badge": TIER_BADGES.get(results.preset or ""),
+        "summary": summary_table(rows, results.display),
+        "sweep": sweep_table(results.sweep),
         "per_seed": per_seed_table(rows),
         "figures": figures,
-        "commit": (git.get("commit") or "unknown")[:12] + (" (dirty)" if git.get("dirty") else ""),
-        "env": results.get("environment") or {},
-        "timings": [(k, fmt(float(v), 3)) for k, v in timings.items()],
-        "stages": results.get("stages") or [],
-        "config_yaml": yaml.safe_dump(results.get("config") or {}, sort_keys=False),
-        "notes": results.get("notes") or [],
-        "artifacts": results.get("artifacts") or [],
+        "commit": _commit(results.git),
+        "env": results.environment,
+        "timings": [(k, fmt(float(v), 3)) for k, v in results.timings.items()],
+        "stages": results.stages,
+        "config_yaml": yaml.safe_dump(results.config, sort_keys=False),
+        "notes": results.notes,
+        "artifacts": results.artifacts,
     }
 
 
 def render_run(run_dir: str | os.PathLike) -> Path:
+    """Render run_dir/results.json to run_dir/report.html (UserError if it is missing or not this schema)."""
     run_dir = Path(run_dir)
-    results = load_results(run_dir)
+    results = read_results(run_dir)
     page = _env.get_template("run.html.j2").render(**_context(results, run_dir))
     out = run_dir / REPORT_HTML
     atomic_write_bytes(out, page.encode())
     return out
 
 
-def comparison_table(all_results: list[tuple[str, Mapping]]) -> dict:
+def comparison_table(all_results: list[tuple[str, Results]]) -> dict:
     """Seed-aggregated metric rows side by side across runs, with Δ against the first run."""
     keys: list[tuple] = []
     values: dict[tuple, dict[int, Mapping]] = {}
     for i, (_, res) in enumerate(all_results):
-        for r in res.get("metrics", []):
+        for r in res.metrics:
             if r.get("seed") is not None:
                 continue
             labels = tuple((k, r[k]) for k in r if k not in METRIC_COLUMNS)
@@ -270,17 +263,15 @@ def render_index(run_dirs: list[str | os.PathLike], out: str | os.PathLike, titl
     entries, all_results = [], []
     for d in run_dirs:
         d = Path(d)
-        res = load_results(d)
+        res = read_results(d)
         if render_each:
             render_run(d)
         rel = os.path.relpath(d / REPORT_HTML, out.parent)
-        git = res.get("git") or {}
-        entries.append({"experiment": res.get("experiment"), "preset": res.get("preset"), "link": rel,
-                        "run_id": res.get("run_id"), "wall": fmt(float((res.get("timings") or {}).get("total", 0)), 3),
-                        "commit": (git.get("commit") or "unknown")[:12] + (" (dirty)" if git.get("dirty") else ""),
-                        "n_metrics": len(res.get("metrics", [])), "description": res.get("description", "")})
+        entries.append({"experiment": res.experiment, "preset": res.preset, "link": rel, "run_id": res.run_id,
+                        "wall": fmt(float(res.timings.get("total", 0)), 3), "commit": _commit(res.git),
+                        "n_metrics": len(res.metrics), "description": res.description})
         all_results.append((str(d), res))
-    compare = comparison_table(all_results) if len({r.get("experiment") for _, r in all_results}) == 1 \
+    compare = comparison_table(all_results) if len({r.experiment for _, r in all_results}) == 1 \
         and len(all_results) > 1 else None
     page = _env.get_template("index.html.j2").render(title=title, entries=entries, compare=compare,
                                                      run_names=[e["run_id"] for e in entries])
@@ -288,4 +279,5 @@ def render_index(run_dirs: list[str | os.PathLike], out: str | os.PathLike, titl
     return out
 
 
-__all__ = ["render_run", "render_index", "summary_table", "fmt", "fmt_ci", "ReportError"]
+__all__ = ["render_run", "render_index", "summary_table", "sweep_table", "comparison_table", "fmt", "fmt_ci",
+           "ReportError"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.cache import Stage
 from bench.errors import UserError
 from bench.experiment import EXPERIMENTS, experiment
 from bench.run import execute
@@ -28,12 +29,16 @@ class CountCfg:
     scale: float = 2.0
 
 
+MAKE = Stage("make", code=("tests.test_harness",))
+SUM = Stage("sum", code=("tests.test_harness",))
+
+
 def _count_experiment(ctx):
     cfg = ctx.config
     for seed in ctx.seeds:
-        data = ctx.stage("make", {"size": cfg.size, "seed": seed},
-                         lambda: (CALLS.append(f"make{seed}"), [seed + i for i in range(cfg.size)])[1])
-        total = ctx.stage("sum", {"size": cfg.size, "seed": seed, "scale": cfg.scale},
+        k_make = ctx.key(MAKE, {"size": cfg.size}, seed=seed)
+        data = ctx.stage(MAKE, k_make, lambda: (CALLS.append(f"make{seed}"), [seed + i for i in range(cfg.size)])[1])
+        total = ctx.stage(SUM, ctx.key(SUM, {"scale": cfg.scale}, upstream=[k_make], seed=seed),
                           lambda: (CALLS.append(f"sum{seed}"), cfg.scale * sum(data))[1])
         ctx.add_metric("total", total, higher_is_better=True, n=cfg.size, method="count", seed=seed)
     ctx.note("unit-test experiment")
@@ -101,7 +106,7 @@ def test_half_written_stage_is_never_read(count_exp, tmp_path):
     execute(count_exp, CountCfg(), out_dir=tmp_path / "a", **kw)
     for marker in (tmp_path / "cache").rglob("stage.json"):
         marker.unlink()
-    (next((tmp_path / "cache").rglob("value.pt"))).write_bytes(b"garbage")
+    (next((tmp_path / "cache").rglob("tree.json"))).write_bytes(b"garbage")
     r = execute(count_exp, CountCfg(), out_dir=tmp_path / "b", **kw)
     assert r["cache"]["misses"] == 2 and r["metrics"][0]["value"] == 6.0
 
@@ -191,7 +196,7 @@ def test_kill_then_resume_reuses_finished_stages_and_matches_clean_run(tmp_path,
     done = len(list(cache.rglob("stage.json")))
     assert not (tmp_path / "killed" / "results.json").exists()
     # every visible stage directory is complete (in-progress temporaries are hidden, named '.*')
-    stage_dirs = [d for d in (cache / "stages" / "toy-mixture").glob("*/*") if not d.name.startswith(".")]
+    stage_dirs = [d for d in (cache / "stages").glob("toy-*/*") if not d.name.startswith(".")]
     assert stage_dirs and all((d / "stage.json").exists() for d in stage_dirs)
     p = subprocess.run(args[:-1] + [str(tmp_path / "resumed")], env={**os.environ, **cli_env}, cwd=ROOT,
                        capture_output=True, text=True, timeout=300)

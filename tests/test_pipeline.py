@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -59,22 +60,118 @@ def test_rerun_reuses_every_stage(smoke_run):
     res = execute(exp, cfg, preset="smoke", seeds=seeds, out_dir=root / "out2", cache_dir=root / "cache",
                   device="cpu", quiet=True, render=False)
     assert res["cache"]["misses"] == 0 and res["cache"]["hits"] == first["cache"]["misses"]
-    a = {(r["metric"], r.get("variant"), r.get("representation"), r.get("factor"), r.get("stage")): r["value"]
-         for r in first["metrics"] if r.get("seed") is not None}
-    b = {(r["metric"], r.get("variant"), r.get("representation"), r.get("factor"), r.get("stage")): r["value"]
-         for r in res["metrics"] if r.get("seed") is not None}
-    assert a == b
+    assert _per_seed(res) == _per_seed(first)
+
+
+BEFORE = Path(__file__).parent / "data" / "dlc_pipeline_smoke_c6dd1f4.json"
+
+
+def _per_seed(res):
+    return {(r["metric"], r.get("variant"), r.get("representation"), r.get("factor"), r.get("stage")): r["value"]
+            for r in res["metrics"] if r.get("seed") is not None}
+
+
+def test_numbers_unchanged_by_the_move_to_shared_stages(smoke_run):
+    """The smoke numbers equal those recorded at c6dd1f4, before the pipeline was split into shared stages."""
+    before = _per_seed(json.loads(BEFORE.read_text()))
+    now = _per_seed(smoke_run[-1])
+    assert now.keys() == before.keys()
+    for k, v in before.items():
+        assert now[k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
 
 
 def test_changing_a_sampling_setting_recomputes_only_downstream(smoke_run):
     exp, cfg, seeds, root, _ = smoke_run
-    cfg2, _ = load_config(exp.config_cls, "dlc-pipeline", "smoke", ["dit.sample_steps=4"])
+    cfg2, _ = load_config(exp.config_cls, "dlc-pipeline", "smoke", ["dit_sampling.steps=4"])
     res = execute(exp, cfg2, preset="smoke", seeds=seeds, out_dir=root / "out3", cache_dir=root / "cache",
                   device="cpu", quiet=True, render=False)
     missed = {s["stage"] for s in res["stages"] if not s["cached"]}
-    assert missed == {"samples-dlc", "samples-unconditional", "samples-dlc-recon", "features", "compose"}
+    assert missed == {"image-samples", "features"}
     hit = {s["stage"] for s in res["stages"] if s["cached"]}
-    assert {"encoder", "codes", "sedd", "prior", "dit-dlc", "dit-uncond"} <= hit
+    assert {"encoder", "codes", "sedd", "prior-samples", "latents", "dit"} <= hit
+    # only the real-test features and the real-train features are reused
+    assert sum(s["cached"] for s in res["stages"] if s["stage"] == "features") == 2
+    # η of the remasking corrector: new prior samples, and images from them; no DiT, no SEDD retrained
+    cfg3, _ = load_config(exp.config_cls, "dlc-pipeline", "smoke", ["prior_sampling.eta=0.1"])
+    res = execute(exp, cfg3, preset="smoke", seeds=seeds, out_dir=root / "out4", cache_dir=root / "cache",
+                  device="cpu", quiet=True, render=False)
+    missed = [s["desc"] for s in res["stages"] if not s["cached"]]
+    assert {s["stage"] for s in res["stages"] if not s["cached"]} == {"prior-samples", "image-samples", "features"}
+    assert len(missed) == 3, missed    # prior samples, the dlc variant's images and their features
+
+
+def test_no_stage_depends_on_experiment_modules():
+    """Editing an experiment (its notes, figures, report text) can never invalidate a trained stage."""
+    from bench.stages import dit, encoder, features, prior
+
+    for mod in (dit, encoder, features, prior):
+        for st in [v for v in vars(mod).values() if type(v).__name__ == "Stage"]:
+            assert not [c for c in st.code if c.startswith("bench.experiments")], st
+
+
+def test_a_second_experiment_reuses_the_trained_stages(smoke_run):
+    """Another experiment declaring the same encoder / SEDD / DiT configs hits the same cache entries."""
+    from bench.experiment import EXPERIMENTS, experiment
+    from bench.experiments.dlc_pipeline import DLCPipelineConfig
+    from bench.stages import dit as sdit, encoder as senc, prior as sprior
+    from bench.stages.data import DATA, load_split
+
+    exp, cfg, seeds, root, _ = smoke_run
+
+    def reuse(ctx):
+        c = ctx.config
+        train, test = load_split(c.data, "train"), load_split(c.data, "test")
+        k_data = ctx.key(DATA, c.data)
+        for seed in ctx.seeds:
+            k_enc = ctx.key(senc.ENCODER, c.encoder, upstream=[k_data], seed=seed)
+            enc = ctx.stage(senc.ENCODER, k_enc, lambda: pytest.fail("encoder retrained"))
+            k_codes = ctx.key(senc.CODES, c.encoder, upstream=[k_enc, k_data], seed=seed)
+            codes = ctx.stage(senc.CODES, k_codes, lambda: pytest.fail("codes recomputed"))
+            k_sedd = ctx.key(sprior.SEDD, c.prior, upstream=[k_codes], seed=seed)
+            ctx.stage(sprior.SEDD, k_sedd, lambda: pytest.fail("SEDD retrained"))
+            k_lat = ctx.key(sdit.LATENTS, {"vae": c.dit.vae, "batch_size": c.dit.encode_batch_size},
+                            upstream=[k_data], seed=c.data.seed)
+            shape = {"dlc_length": c.encoder.L, "dlc_vocab": c.encoder.V}
+            dit = ctx.stage(sdit.DIT, ctx.key(sdit.DIT, {"dit": c.dit, "cond": "dlc", "shape": shape},
+                                              upstream=[k_lat, k_codes], seed=seed),
+                            lambda: pytest.fail("DiT retrained"))
+            ctx.add_metric("n_codes", len(codes["train"].tokens), higher_is_better=None, seed=seed)
+            ctx.add_metric("dit_params", sum(p.numel() for p in dit["model"].parameters()), higher_is_better=None)
+            del enc, train, test
+
+    name = "unit-reuse"
+    EXPERIMENTS.unregister(name)
+    experiment(name, description="reuses dlc-pipeline's stages", config=DLCPipelineConfig)(reuse)
+    try:
+        res = execute(EXPERIMENTS.get(name), cfg, preset="smoke", seeds=seeds, out_dir=root / "reuse",
+                      cache_dir=root / "cache", device="cpu", quiet=True, render=False)
+    finally:
+        EXPERIMENTS.unregister(name)
+    stored = json.loads((root / "reuse" / "results.json").read_text())
+    assert stored["cache"] == {"hits": 4, "misses": 0} and res["cache"]["hits"] == 4
+
+
+def test_tampered_cached_samples_are_recomputed_to_the_same_numbers(smoke_run, capsys):
+    exp, cfg, seeds, root, first = smoke_run
+    cache = root / "cache" / "stages"
+    (target,) = [d for d in (cache / "prior-samples").iterdir() if not d.name.startswith(".")
+                 and json.loads((d / "stage.json").read_text())["spec"]["config"]["sampling"]["eta"]
+                 == cfg.prior_sampling.eta]
+    from safetensors.torch import load_file, save_file
+
+    t = load_file(str(target / "tensors.safetensors"))
+    save_file({k: (v + 1) % cfg.encoder.V for k, v in t.items()}, str(target / "tensors.safetensors"))
+    feats = sorted(d for d in (cache / "features").iterdir() if not d.name.startswith("."))
+    blob = bytearray((feats[0] / "arrays.npz").read_bytes())      # one flipped bit in cached features
+    blob[len(blob) // 2] ^= 0x01
+    (feats[0] / "arrays.npz").write_bytes(bytes(blob))
+    capsys.readouterr()
+    res = execute(exp, cfg, preset="smoke", seeds=seeds, out_dir=root / "tampered", cache_dir=root / "cache",
+                  device="cpu", quiet=True, render=False)
+    err = capsys.readouterr().err
+    assert "tensors.safetensors" in err and "prior-samples" in err and "features" in err
+    assert len([ln for ln in err.splitlines() if ln.startswith("warning: cached file")]) == 2
+    assert _per_seed(res) == _per_seed(first)
 
 
 @pytest.mark.parametrize("override, message", [
@@ -93,8 +190,8 @@ def test_paper_preset_is_the_paper_setting():
     cfg, _ = load_config(exp.config_cls, "dlc-pipeline", "paper", [])
     assert (cfg.encoder.backbone, cfg.encoder.L, cfg.encoder.V) == ("dinov2", 512, 256)
     assert "registers-large" in cfg.encoder.backbone_path
-    assert cfg.prior.model == "medium" and cfg.prior.sampler == "corrector"
-    assert (cfg.prior.t0, cfg.prior.t1) == (0.3, 0.55)
+    assert cfg.prior.model == "medium" and cfg.prior_sampling.sampler == "corrector"
+    assert (cfg.prior_sampling.t0, cfg.prior_sampling.t1) == (0.3, 0.55)
     assert cfg.dit.model == "DiT-XL/2" and cfg.dit.vae == "stabilityai/sd-vae-ft-ema"
     assert cfg.data.image_size == 256 and cfg.eval.features == "inception-v3-compat"
     assert cfg.eval.n_samples == 50_000

@@ -27,8 +27,13 @@ import torch
 
 from toy import coverage, data as tdata, diffusion as tdiff, figures, kde
 
+from ..cache import Stage
 from ..experiment import experiment
 from ..run import RunContext
+
+_CODE = ("toy", "bench.experiments.toy_mixture")   # the toy's stage functions live in this module and toy/
+FLOOR, GMM, TRAIN = Stage("toy-floor", _CODE), Stage("toy-gmm", _CODE), Stage("toy-train", _CODE)
+SAMPLES, EVALUATE = Stage("toy-samples", _CODE), Stage("toy-evaluate", _CODE)
 
 VARIANTS = ("unconditional", "oracle", "gmm")
 
@@ -176,7 +181,7 @@ def _evaluate(cfg: ToyMixtureConfig, n: int, samples: np.ndarray, eval_true: np.
 #                                  Experiment                                   #
 #################################################################################
 
-@experiment("toy-mixture", config=ToyMixtureConfig, version="1", code=("toy",),
+@experiment("toy-mixture", config=ToyMixtureConfig, version="1",
             description="Gaussian-mixture toy study (paper §3, Fig. 2/11): unconditional vs oracle- and "
                         "GMM-conditioned diffusion, KDE KL with its floor, mode coverage")
 def run_toy_mixture(ctx: RunContext) -> None:
@@ -216,7 +221,7 @@ def run_toy_mixture(ctx: RunContext) -> None:
                 return {"eval": ev_true, "logp": logp, "ref": ref, "bandwidth_cv": h_cv,
                         **_evaluate(cfg, n, ref, ev_true, logp, h_cv)}
 
-            floor = ctx.stage("floor", ev_key, floor_stage, desc=f"KDE floor N={n} seed={seed}")
+            floor = ctx.stage(FLOOR, ctx.key(FLOOR, ev_key), floor_stage, desc=f"KDE floor N={n} seed={seed}")
             ctx.add_metric("kl_floor", floor["kl_forward"], higher_is_better=False, n=cfg.n_eval,
                            variant="data", n_modes=n, seed=seed)
             ctx.add_metric("kl_floor_cv", floor["kl_forward_cv"], higher_is_better=False, n=cfg.n_eval,
@@ -234,7 +239,7 @@ def run_toy_mixture(ctx: RunContext) -> None:
 
             gmm = None
             if "gmm" in cfg.variants:
-                gmm = ctx.stage("gmm", key, lambda: _fit_gmm(cfg, x, n, seed), desc=f"fit GMM N={n} seed={seed}")
+                gmm = ctx.stage(GMM, ctx.key(GMM, key), lambda: _fit_gmm(cfg, x, n, seed), desc=f"fit GMM N={n} seed={seed}")
                 from sklearn.metrics import adjusted_rand_score
 
                 ctx.add_metric("gmm_ari", adjusted_rand_score(true_labels, gmm["labels"]), higher_is_better=True,
@@ -246,7 +251,7 @@ def run_toy_mixture(ctx: RunContext) -> None:
                 n_classes = 0 if labels is None else n
                 vkey = {**key, "variant": variant}
                 desc = f"{variant} N={n} seed={seed}"
-                trained = ctx.stage("train", vkey, lambda: _train_model(ctx, cfg, x_norm, labels, n_classes, seed,
+                trained = ctx.stage(TRAIN, ctx.key(TRAIN, vkey), lambda: _train_model(ctx, cfg, x_norm, labels, n_classes, seed,
                                                                         desc), desc=f"train {desc}")
                 model = _load_model(cfg, trained, n_classes, ctx.device)
 
@@ -261,10 +266,10 @@ def run_toy_mixture(ctx: RunContext) -> None:
                     s = tdiff.sample(model, total, sample_sch, c=c, generator=g, device=ctx.device, clip_x0=clip)
                     return s.cpu().numpy().astype(np.float64) * scale
 
-                samples = ctx.stage("samples", {**vkey, "sample_steps": cfg.sample_steps, "clip_x0": cfg.clip_x0,
-                                                "n": cfg.n_kde + cfg.n_eval}, sample_stage, desc=f"sample {desc}")
-                ev = ctx.stage("evaluate", {**vkey, **ev_key, "sample_steps": cfg.sample_steps,
-                                            "clip_x0": cfg.clip_x0},
+                samples = ctx.stage(SAMPLES, ctx.key(SAMPLES, {**vkey, "sample_steps": cfg.sample_steps, "clip_x0": cfg.clip_x0,
+                                                "n": cfg.n_kde + cfg.n_eval}), sample_stage, desc=f"sample {desc}")
+                ev = ctx.stage(EVALUATE, ctx.key(EVALUATE, {**vkey, **ev_key, "sample_steps": cfg.sample_steps,
+                                            "clip_x0": cfg.clip_x0}),
                                lambda: _evaluate(cfg, n, samples, floor["eval"], floor["logp"], floor["bandwidth_cv"]),
                                desc=f"KDE KL {desc}")
                 labels_row = {"variant": variant, "n_modes": n, "seed": seed}

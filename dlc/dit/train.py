@@ -119,7 +119,8 @@ def train_dit(model: nn.Module, diffusion: GaussianDiffusion, latents: torch.Ten
     (None for cond='none'; tokens (N, L), soft codes (N, L, V), vectors (N, d) or labels (N,)).
 
     DiT recipe: AdamW lr 1e-4, weight decay 0, EMA 0.9999, the null condition with the model's drop_prob.
-    save_path: the EMA weights are written there (safetensors + config) every `save_every` steps and at the end.
+    save_path: the EMA weights are written there (safetensors + config) every `save_every` steps and at the end;
+    a '{step}' field in it (e.g. 'ckpt/step-{step:08d}') keeps one checkpoint per save instead of overwriting.
     """
     m = ddist.unwrap(model)
     cfg = getattr(m, "config", None)
@@ -136,7 +137,9 @@ def train_dit(model: nn.Module, diffusion: GaussianDiffusion, latents: torch.Ten
         m.y_embedder.check(cond, len(latents))  # every row, once, before the first step
     save = None
     if save_path is not None:
-        save = lambda ema_model, step: save_dit(save_path, ema_model, meta={"step": step, "ema_decay": ema_decay})
+        def save(ema_model: nn.Module, step: int) -> None:   # a '{step}' field in save_path: one file per save
+            path = str(save_path).format(step=step) if "{step" in str(save_path) else save_path
+            save_dit(path, ema_model, meta={"step": step, "ema_decay": ema_decay})
     return train_diffusion(model, diffusion, latents, cond, steps=steps, batch_size=batch_size, lr=lr,
                            weight_decay=weight_decay, ema_decay=ema_decay, ema_warmup=ema_warmup, seed=seed,
                            device=device, grad_clip=grad_clip, drop_prob=cfg.drop_prob if cond is not None else 0.0,

@@ -1,0 +1,31 @@
+"""The conditioning registry: what a DiT is conditioned on, where the training conditions come from, and
+how conditions are drawn for unconditional generation.
+
+    name   DiT conditioner   training conditions          generation draws them from
+    dlc    'dlc'             tokens of the codes stage    the SEDD prior (stages.prior)
+    none   'none'            -                            -
+
+Continuous baselines (RCG projection / encoder embedding + RDM prior, 'vector' conditioner) and class labels
+('class') register here with the stages that produce them; `dlc.dit` already has those conditioners.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from .registry import Registry
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    name: str
+    dit_cond: str                     # dlc.dit conditioner: 'dlc' | 'vector' | 'class' | 'none'
+    representation: Optional[str]     # the stage whose output conditions training (None: unconditional)
+    prior: Optional[str]              # the stage that draws conditions at generation time
+    description: str = ""
+
+
+CONDITIONING: Registry[Conditioning] = Registry("conditioning")
+CONDITIONING.register("dlc", Conditioning("dlc", "dlc", "codes", "sedd",
+                                          "DLC tokens; c ~ SEDD prior, x ~ DiT(c)"))
+CONDITIONING.register("none", Conditioning("none", "none", None, None, "unconditional DiT"))

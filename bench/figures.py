@@ -1,0 +1,53 @@
+"""Figures shared by experiments: sample grids (torchvision.utils.make_grid) as matplotlib panels."""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import torch
+
+
+def image_grid(images: torch.Tensor, cols: int) -> np.ndarray:
+    """uint8 (N, 3, H, W) → one (rows·(H+1)+1, cols·(W+1)+1, 3) image with 1-px white separators."""
+    from torchvision.utils import make_grid
+
+    return make_grid(images, nrow=cols, padding=1, pad_value=255).permute(1, 2, 0).numpy()
+
+
+def grid_panels(sets: Mapping[str, torch.Tensor], cols: int = 8):
+    """One matplotlib figure with a titled grid panel per image set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(sets), figsize=(3.2 * len(sets), 3.6))
+    for ax, (name, imgs) in zip(np.atleast_1d(axes), sets.items()):
+        ax.imshow(image_grid(imgs, cols), interpolation="nearest")
+        ax.set_title(name, fontsize=10)
+        ax.axis("off")
+    return fig
+
+
+def sweep_figure(rows: list[dict], axis: str, metrics: list[str], group: str | None = "variant"):
+    """Each metric against a sweep axis (one line per `group` value), from aggregated metric rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    df = pd.DataFrame([r for r in rows if r["metric"] in metrics and r.get(axis) is not None])
+    fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(3.6 * max(1, len(metrics)), 3.0), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        sub = df[df["metric"] == m] if len(df) else df
+        groups = sub.groupby(group, dropna=False) if group and group in sub else [(None, sub)]
+        for g, part in groups:
+            part = part.sort_values(axis)
+            ax.plot(part[axis], part["value"], marker="o", label=None if g is None else str(g))
+        ax.set_xlabel(axis)
+        ax.set_title(m, fontsize=10)
+        if group and group in sub:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

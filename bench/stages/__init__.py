@@ -1,0 +1,15 @@
+"""Reusable stages of the DLC method, shared by every experiment through one stage cache.
+
+Each module holds a stage's frozen config (train and sampling settings apart), its compute function,
+how it is stored (safe formats only) and the modules its outputs depend on (`Stage.code`):
+
+    data        DataConfig, load_split                     (generated / read, not stored)
+    encoder     EncoderConfig, ENCODER, CODES              SEM encoder; DLC export + continuous embedding
+    prior       PriorConfig, PriorSamplingConfig, SEDD, PRIOR_SAMPLES
+    dit         DiTConfig, DiTSamplingConfig, LATENTS, DIT, IMAGE_SAMPLES   (DiT keeps ckpt_every checkpoints)
+    features    FeatureConfig, FEATURES                    features of an image set with one extractor
+
+An experiment calls `key = ctx.key(STAGE, config, upstream=(...), seed=seed)` and
+`value = ctx.stage(STAGE, key, compute)`; the key covers every config field, the upstream keys and
+the source of the stage's own modules, so a second experiment declaring the same stages reuses them.
+"""

@@ -1,0 +1,147 @@
+"""DiT p(x|c) stages: images → DiT inputs (pixels or VAE latents), training (with checkpoints along the way),
+and sampling x ~ DiT(c). Training and sampling settings are separate configs, so changing the sampler, its
+steps or the CFG scale recomputes only samples and what is measured on them."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..cache import Stage
+from .base import gather_block, progress_callback, rank_block
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    model: str = "DiT-mini/4"        # dlc.dit.DIT_MODELS
+    vae: str = "pixel"               # pixel, or an AutoencoderKL hub id / directory (latent diffusion)
+    steps: int = 3000
+    batch_size: int = 128
+    lr: float = 5e-4
+    ema: float = 0.999
+    grad_clip: float = 1.0           # 0: none
+    drop_prob: float = 0.1           # null-condition probability (conditioned DiTs, for CFG)
+    ckpt_every: int = 0              # keep the EMA weights every this many steps (0: only the final ones)
+    encode_batch_size: int = 64      # images → latents
+
+
+@dataclass(frozen=True)
+class DiTSamplingConfig:
+    sampler: str = "ddpm"            # ddpm | ddim
+    steps: int = 100
+    cfg_scale: float = 1.0           # classifier-free guidance on the condition (1: none)
+    guided_channels: int = 0         # 0: all channels (the DLC convention); 3: the DiT/RCG one
+    batch_size: int = 250
+
+
+# ----------------------------------------------------------------------------- latents
+def encode_latents(ctx: Any, cfg: DiTConfig, data, seed: int) -> torch.Tensor:
+    """Images → what the DiT models: pixels in [-1, 1], or scaled VAE latents (posterior sample, per-index seed)."""
+    from dlc.common import PerSampleRNG
+    from dlc.dit import load_vae
+
+    vae = load_vae(cfg.vae, device=ctx.device)
+    out = []
+    for idx, x in data.batches(cfg.encode_batch_size):
+        x = x.to(ctx.device).float() / 127.5 - 1.0
+        with torch.no_grad():
+            out.append(vae.encode(x, PerSampleRNG(seed, idx.tolist(), device=ctx.device)).float().cpu())
+    return torch.cat(out)
+
+
+LATENTS = Stage("latents", code=("dlc.dit.vae", "dlc.common", "bench.stages.dit"), description="images → DiT inputs")
+
+
+# ----------------------------------------------------------------------------- training
+def train(ctx: Any, cfg: DiTConfig, latents: torch.Tensor, cond: torch.Tensor | None, cond_kind: str,
+          cond_shape: dict, seed: int, name: str) -> dict:
+    """Train a DiT conditioned on `cond` (kind 'dlc', 'vector', 'class', or 'none' with cond=None)."""
+    from dlc.dit import build_dit, create_diffusion, train_dit
+
+    kw: dict[str, Any] = {"input_size": latents.shape[-1], "in_channels": latents.shape[1], "cond": cond_kind}
+    if cond_kind != "none":
+        kw.update(drop_prob=cfg.drop_prob, **cond_shape)
+    torch.manual_seed(seed)
+    model = build_dit(cfg.model, **kw)
+    bar, cb = progress_callback(ctx, cfg.steps, f"train DiT ({name})", {"loss": ".4f"})
+    scratch = Path(tempfile.mkdtemp(prefix="dlc-dit-ckpt-"))
+    save_path = None
+    if cfg.ckpt_every:
+        save_path = str(scratch / "step-{step:08d}")
+    res = train_dit(model, create_diffusion(), latents, cond, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                    ema_decay=cfg.ema, ema_warmup=True, grad_clip=cfg.grad_clip or None, seed=seed,
+                    device=ctx.device, log_every=25, callback=cb, save_path=save_path,
+                    save_every=cfg.ckpt_every or None)
+    bar.close()
+    return {"model": res.ema.cpu(), "losses": [float(x) for x in res.losses], "checkpoints": scratch}
+
+
+def _save_dit(value: dict, d: Path) -> None:
+    from dlc.dit import save_dit
+
+    save_dit(d / "model", value["model"])
+    (d / "losses.json").write_text(json.dumps(value["losses"]))
+    ck = value.get("checkpoints")
+    if isinstance(ck, Path) and ck.is_dir():
+        files = sorted(ck.iterdir())
+        if files:
+            (d / "checkpoints").mkdir()
+            for f in files:
+                shutil.move(str(f), d / "checkpoints" / f.name)
+        shutil.rmtree(ck, ignore_errors=True)
+
+
+def _load_dit(d: Path) -> dict:
+    from dlc.dit import load_dit
+
+    ck = d / "checkpoints"
+    steps = sorted(p.with_suffix("") for p in ck.glob("step-*.safetensors")) if ck.is_dir() else []
+    return {"model": load_dit(d / "model")[0], "losses": json.loads((d / "losses.json").read_text()),
+            "checkpoints": {int(p.name.split("-")[1]): p for p in steps}}
+
+
+DIT = Stage("dit", code=("dlc.dit", "dlc.common", "dlc.dist", "bench.stages.dit"), save=_save_dit, load=_load_dit,
+            reload=True, description="DiT p(x|c) (EMA weights; checkpoints every ckpt_every steps)")
+
+
+def load_checkpoint(path: Path):
+    """The EMA DiT saved at one step of training (a value of `DIT`'s 'checkpoints')."""
+    from dlc.dit import load_dit
+
+    return load_dit(path)[0]
+
+
+# ----------------------------------------------------------------------------- sampling
+def sample_images(ctx: Any, dit: DiTConfig, cfg: DiTSamplingConfig, model, cond, n: int, seed: int,
+                  desc: str) -> torch.Tensor:
+    """x ~ DiT(cond) for global sample indices [0, n), split over ranks; uint8 (n, 3, H, W)."""
+    from dlc.dit import create_diffusion, load_vae, sample_dit, to_uint8
+
+    lo, hi = rank_block(n, ctx.rank, ctx.world_size)
+    bar = ctx.progress(total=(hi - lo) * cfg.steps, desc=desc)
+    chunk = []
+    for s in range(lo, hi, cfg.batch_size):
+        e = min(hi, s + cfg.batch_size)
+        c = None if cond is None else cond[s:e]
+        x = sample_dit(model, create_diffusion(), c, num_samples=None if c is not None else e - s,
+                       cfg_scale=cfg.cfg_scale, guided_channels=cfg.guided_channels or None, steps=cfg.steps,
+                       seed=seed, indices=range(s, e), batch_size=cfg.batch_size, device=ctx.device,
+                       sampler=cfg.sampler, clip_denoised=dit.vae == "pixel",
+                       progress=lambda i, total: bar.update(e - s))
+        chunk.append(x)
+    bar.close()
+    lat = torch.cat(chunk) if chunk else torch.empty(0)
+    vae = load_vae(dit.vae, device=ctx.device)
+    with torch.no_grad():
+        imgs = [to_uint8(vae.decode(lat[i:i + 64].to(ctx.device))).permute(0, 3, 1, 2).cpu()
+                for i in range(0, len(lat), 64)]
+    local = torch.cat(imgs) if imgs else torch.empty(0, 3, 1, 1, dtype=torch.uint8)
+    return gather_block(local, lo, n)
+
+
+IMAGE_SAMPLES = Stage("image-samples", code=("dlc.dit", "bench.stages.dit"), description="x ~ DiT(c)")

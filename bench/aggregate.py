@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
-from .results import METRIC_COLUMNS, metric_row
+from .schema import METRIC_COLUMNS, label_columns, metric_row
 
 
 def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
@@ -26,26 +26,29 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float
 def aggregate_over_seeds(rows: Iterable[Mapping], confidence: float = 0.95) -> list[dict]:
     """For every group of rows that differ only in `seed`, one row without `seed`: mean ± t-interval, n = #seeds.
 
-    Groups that already have an aggregate row (a row without a seed label) are left alone.
+    Groups come out in the order of their first row. Groups that already have an aggregate row (a row
+    without a seed label) are left alone. NaN/None values are left out of the mean and interval but
+    counted in n. Labels are compared by repr, so 1 and 1.0, a None label and a missing one, differ.
     """
     rows = list(rows)
-    existing = {_key(r) for r in rows if r.get("seed") is None}
-    groups: "OrderedDict[tuple, list[Mapping]]" = OrderedDict()
-    for r in rows:
-        if r.get("seed") is None:
-            continue
-        groups.setdefault(_key(r), []).append(r)
+    if not rows:
+        return []
+    labels = label_columns(rows, exclude=("seed",))
+    # one column per label: repr of the value, None (a missing label) where the row lacks it
+    keys = pd.DataFrame({"metric": [r["metric"] for r in rows],
+                         **{f"label:{c}": [repr(r[c]) if c in r else None for r in rows] for c in labels}})
+    table = pd.DataFrame({"group": keys.groupby(list(keys.columns), sort=False, dropna=False).ngroup(),
+                          "seeded": [r.get("seed") is not None for r in rows],
+                          "value": [r["value"] for r in rows]})
+    per_group = table.groupby("group", sort=True)
+    complete = per_group["seeded"].all()              # no aggregate row already
     out = []
-    for key, grp in groups.items():
-        if key in existing:
+    for g, grp in per_group:
+        if not complete[g]:
             continue
-        mean, lo, hi = t_interval([g["value"] for g in grp], confidence)
-        labels = {k: v for k, v in grp[0].items() if k not in METRIC_COLUMNS and k != "seed"}
-        out.append(metric_row(grp[0]["metric"], mean, ci_low=lo, ci_high=hi, n=len(grp),
-                              higher_is_better=grp[0].get("higher_is_better"), **labels))
+        first = rows[grp.index[0]]
+        mean, lo, hi = t_interval(list(grp["value"]), confidence)
+        extra = {k: v for k, v in first.items() if k not in METRIC_COLUMNS and k != "seed"}
+        out.append(metric_row(first["metric"], mean, ci_low=lo, ci_high=hi, n=len(grp),
+                              higher_is_better=first.get("higher_is_better"), **extra))
     return out
-
-
-def _key(r: Mapping) -> tuple:
-    labels = tuple(sorted((k, repr(v)) for k, v in r.items() if k not in METRIC_COLUMNS and k != "seed"))
-    return (r["metric"], labels)

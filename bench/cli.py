@@ -1,7 +1,7 @@
 """The `dlc-bench` command line.
 
     dlc-bench list                                   experiments, descriptions, presets
-    dlc-bench run NAME --preset P [--set k=v]... [--seeds 0,1,2] [--out DIR]
+    dlc-bench run NAME --preset P | --config FILE.yaml [--set k=v]... [--sweep k=v1,v2]... [--seeds 0,1,2]
     dlc-bench suite laptop [--out DIR]               every experiment with that preset + one index page
     dlc-bench runs [--experiment NAME]               runs recorded in the run store
     dlc-bench history NAME METRIC                    one metric across recorded runs (commits)
@@ -39,9 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run one experiment")
     p.add_argument("name")
-    p.add_argument("--preset", required=True, help="smoke, laptop or paper (see `dlc-bench list`)")
+    p.add_argument("--preset", default=None, help="smoke, laptop or paper (see `dlc-bench list`)")
+    p.add_argument("--config", dest="config_file", default=None, metavar="FILE.yaml",
+                   help="your own preset file (alone, or merged over --preset); it may `include:` built-in presets, "
+                        "e.g. include: dlc-pipeline/laptop")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable; dotted keys for nested groups)")
+    p.add_argument("--sweep", dest="sweeps", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="run once per value, all recorded as one run (repeatable: the cartesian product; "
+                        "replaces the preset's sweep of that key)")
     p.add_argument("--seeds", default=None, help="seeds: 0,1,2 or 0-4 (default: the preset's)")
     p.add_argument("--out", default=None, help="output directory (default: results/<name>-<preset>-<time>)")
     _add_run_options(p)
@@ -91,14 +97,30 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(name: str, preset: str, overrides: list[str], seeds_text: str | None):
-    from .config import load_config, parse_seeds
+def _prepare(name: str, preset: str | None, overrides: list[str], seeds_text: str | None,
+             config_file: str | None = None, sweeps: list[str] | None = None):
+    """(experiment, LoadedConfig, seeds, sweep points or None), every input checked before anything runs."""
+    from .config import expand_sweep, parse_seeds, resolve_config
     from .experiment import get_experiment
 
     exp = get_experiment(name)
-    config, preset_seeds = load_config(exp.config_cls, name, preset, overrides)
-    seeds = parse_seeds(seeds_text) if seeds_text else (preset_seeds or (0,))
-    return exp, config, seeds
+    loaded = resolve_config(exp.config_cls, name, preset, overrides, config_file=config_file, sweeps=sweeps)
+    seeds = parse_seeds(seeds_text) if seeds_text else (loaded.seeds or (0,))
+    points = expand_sweep(loaded.config, loaded.sweep) if loaded.sweep else None
+    return exp, loaded, seeds, points
+
+
+def _sweep_kwargs(points) -> dict:
+    """{'sweep': points} for bench.run.execute, or {} for a run without a sweep."""
+    if not points:
+        return {}
+    import inspect
+
+    from .run import execute
+
+    if "sweep" not in inspect.signature(execute).parameters:
+        raise UserError("this version of bench.run.execute cannot run sweeps", hint="run without sweep / --sweep")
+    return {"sweep": points}
 
 
 def _store(args: argparse.Namespace):
@@ -110,11 +132,17 @@ def _store(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from .run import execute
 
-    exp, config, seeds = _prepare(args.name, args.preset, args.overrides, args.seeds)
-    out = Path(args.out) if args.out else Path("results") / f"{args.name}-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.preset is None and args.config_file is None:
+        raise UserError("dlc-bench run needs a config", hint="pass --preset NAME (see `dlc-bench list`) "
+                        "or --config FILE.yaml")
+    exp, loaded, seeds, points = _prepare(args.name, args.preset, args.overrides, args.seeds,
+                                          config_file=args.config_file, sweeps=args.sweeps)
+    sweep = _sweep_kwargs(points)
+    stamp = time.strftime('%Y%m%d-%H%M%S')
+    out = Path(args.out) if args.out else Path("results") / f"{args.name}-{loaded.preset}-{stamp}"
     store = _store(args)
-    execute(exp, config, preset=args.preset, seeds=seeds, out_dir=out, cache_dir=args.cache_dir, store=store,
-            device=args.device, dtype=args.dtype, quiet=args.quiet)
+    execute(exp, loaded.config, preset=loaded.preset, seeds=seeds, out_dir=out, cache_dir=args.cache_dir, store=store,
+            device=args.device, dtype=args.dtype, quiet=args.quiet, **sweep)
     print(f"results: {out / 'results.json'}")
     print(f"report:  {(out / 'report.html').resolve()}")
     return 0
@@ -138,17 +166,18 @@ def cmd_suite(args: argparse.Namespace) -> int:
     if not names:
         raise UserError(f"no experiment has a {args.preset!r} preset", hint="see `dlc-bench list`")
     prepared = [(n, *_prepare(n, args.preset, [], None)) for n in names]  # validate everything first
+    sweeps = {n: _sweep_kwargs(points) for n, _, _, _, points in prepared}
     out = Path(args.out) if args.out else Path("results") / f"suite-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     ensure_writable_dir(out, "output directory", "--out DIR")
     store = _store(args)
     done, failed = [], []
     t0 = time.perf_counter()
-    for i, (name, exp, config, seeds) in enumerate(prepared, 1):
+    for i, (name, exp, loaded, seeds, _) in enumerate(prepared, 1):
         print(f"[suite {i}/{len(prepared)}] {name} --preset {args.preset}", file=sys.stderr, flush=True)
         t1 = time.perf_counter()
         try:
-            execute(exp, config, preset=args.preset, seeds=seeds, out_dir=out / name, cache_dir=args.cache_dir,
-                    store=store, device=args.device, dtype=args.dtype, quiet=args.quiet)
+            execute(exp, loaded.config, preset=args.preset, seeds=seeds, out_dir=out / name, cache_dir=args.cache_dir,
+                    store=store, device=args.device, dtype=args.dtype, quiet=args.quiet, **sweeps[name])
             done.append(out / name)
             print(f"[suite] {name} finished in {time.perf_counter() - t1:.0f} s", file=sys.stderr, flush=True)
         except UserError:

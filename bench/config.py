@@ -1,35 +1,42 @@
-"""Frozen-dataclass configs, YAML presets and type-checked `key=value` overrides.
+"""Frozen-dataclass configs: type-checked building, `key=value` overrides and sweeps.
 
-An experiment declares a frozen dataclass; presets live in `configs/<experiment>/<preset>.yaml`
-and hold a subset of its fields (nested dataclasses as nested mappings) plus the reserved key
-`seeds`. Overrides use dotted keys (`--set model.hidden=256`) and are parsed against the field's
-annotation: int, float, bool, str, Optional[...], Literal[...], tuple[X, ...] / list[X].
+An experiment declares a frozen dataclass. `build` makes one from a (nested) mapping, `override` applies
+dotted `--set model.hidden=256` strings, `expand_sweep` makes one config per point of a sweep; values are
+parsed against the field's annotation: int, float, bool, str, Optional[...], Literal[...], tuple[X, ...] /
+list[X]. Every problem (unknown key, wrong type, a config's own `__post_init__` / `validate()` ValueError)
+is a one-line `UserError`. Preset files (`include:`, `seeds:`, `sweep:`) and `resolve_config` /
+`load_config` live in `bench.presets` and are importable from here too.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
-import os
 import types
 import typing
-from pathlib import Path
-from typing import Any, Literal, Mapping, get_args, get_origin
+from typing import Any, Literal, Mapping, Sequence, get_args, get_origin
 
 import yaml
 
 from .errors import UserError
 from .registry import did_you_mean
 
-RESERVED_PRESET_KEYS = ("seeds",)
+# bench.presets' API, importable from bench.config as before (loaded on first use: presets imports this module)
+_PRESETS_API = ("RESERVED_PRESET_KEYS", "configs_dir", "preset_path", "available_presets", "read_preset",
+                "read_config_file", "merge", "LoadedConfig", "resolve_config", "load_config")
 
 
-def configs_dir() -> Path:
-    """`configs/` of this checkout, or $DLC_BENCH_CONFIGS."""
-    env = os.environ.get("DLC_BENCH_CONFIGS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1] / "configs"
+def __getattr__(name: str) -> Any:
+    if name in _PRESETS_API:
+        from . import presets
+
+        return getattr(presets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PRESETS_API])
 
 
 #################################################################################
@@ -168,8 +175,52 @@ def _unknown_key(cls: type, key: str, root: type | None = None) -> UserError:
     return UserError(f"unknown config key {key!r}.{did_you_mean(key, keys)}", hint=f"valid keys: {', '.join(keys)}")
 
 
-def build(cls: type, values: Mapping[str, Any], prefix: str = "", root: type | None = None, base: Any = None) -> Any:
-    """Instantiate dataclass `cls` from a (nested) mapping, validating names and types."""
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split("\n")).strip()
+
+
+def _invalid(e: ValueError, where: str = "", hint: str | None = None) -> UserError:
+    """A config's own ValueError (`__post_init__` / `validate()`) as a one-line UserError."""
+    return UserError(f"invalid config{' ' + where if where else ''}: {_one_line(e)}", hint=hint)
+
+
+def field_type(cls: type, key: str) -> Any:
+    """The annotation of dotted `key` in config class `cls`, or a UserError with a did-you-mean."""
+    tp: Any = cls
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(tp) or part not in {f.name for f in dataclasses.fields(tp)}:
+            raise _unknown_key(cls, key)
+        tp = _resolve_hints(tp)[part]
+    return tp
+
+
+def _coerce_hinted(value: Any, tp: Any, key: str, hint: str | None) -> Any:
+    try:
+        return coerce(value, tp, key)
+    except UserError as e:
+        if e.hint is None:
+            e.hint = hint
+        raise
+
+
+def _default_group(f: dataclasses.Field, tp: Any) -> Any:
+    """The default instance of a nested config group (its default_factory's), or None."""
+    if f.default_factory is not dataclasses.MISSING:
+        value = f.default_factory()
+    elif f.default is not dataclasses.MISSING:
+        value = f.default
+    else:
+        return None
+    return value if isinstance(value, tp) else None
+
+
+def build(cls: type, values: Mapping[str, Any], prefix: str = "", root: type | None = None,
+          base: Any = None) -> Any:
+    """Instantiate dataclass `cls` from a (nested) mapping, validating names, types and the config's checks.
+
+    The mapping's values are set over the defaults, group by group: a nested group that the mapping names
+    starts from the field's default (its default_factory's instance, which may differ from the group class's
+    own defaults), exactly as `--set group.key=value` would; `base` is such a starting instance."""
     hints = _resolve_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -179,109 +230,190 @@ def build(cls: type, values: Mapping[str, Any], prefix: str = "", root: type | N
         tp = hints[name]
         if dataclasses.is_dataclass(tp):
             if not isinstance(raw, Mapping):
-                raise UserError(f"config key {prefix + name!r} is a group of settings, not a single value")
-            kwargs[name] = build(tp, raw, prefix=f"{prefix}{name}.", root=root or cls,
-                                 base=_field_default(fields[name]))
+                raise UserError(f"config key {prefix + name!r} is a group of settings, not a single value",
+                                hint=f"set its fields as a mapping, e.g. "
+                                     f"{name}: {{{dataclasses.fields(tp)[0].name}: ...}}")
+            sub = getattr(base, name) if base is not None else _default_group(fields[name], tp)
+            kwargs[name] = build(tp, raw, prefix=f"{prefix}{name}.", root=root or cls, base=sub)
         else:
             kwargs[name] = coerce(raw, tp, prefix + name)
     try:
-        # a nested group starts from its field's default (e.g. a default_factory with tuned values), so a
-        # preset's partial mapping and `--set` overrides agree on what an unstated field is
         obj = dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
     except TypeError as e:  # a required field is missing
         raise UserError(f"incomplete config for {cls.__name__}: {e}") from None
-    except ValueError as e:  # __post_init__ checks
-        raise UserError(f"invalid config: {e}") from None
-    _validate(obj)
+    except ValueError as e:  # the config's own __post_init__ check
+        raise _invalid(e, prefix.rstrip("."), hint="change the preset's value or override it with --set") from None
+    _validate(obj, hint="change the preset's value or override it with --set")
     return obj
 
 
-def _field_default(f: dataclasses.Field) -> Any:
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None if f.default is dataclasses.MISSING else f.default
-
-
-def _validate(obj: Any) -> None:
+def _validate(obj: Any, hint: str | None = None, where: str = "") -> None:
     check = getattr(obj, "validate", None)
     if callable(check):
         try:
             check()
         except ValueError as e:
-            raise UserError(f"invalid config: {e}") from None
+            raise _invalid(e, where, hint) from None
 
 
-def override(config: Any, assignments: list[str]) -> Any:
-    """Apply `key=value` strings (dotted keys for nested groups) to a frozen config."""
+def _apply(obj: Any, changes: Mapping[tuple[str, ...], Any], where: str, hint: str | None) -> Any:
+    """`obj` with already-coerced values at dotted paths, each (nested) group replaced once."""
+    direct: dict[str, Any] = {}
+    nested: dict[str, dict[tuple[str, ...], Any]] = {}
+    for parts, value in changes.items():
+        if len(parts) == 1:
+            direct[parts[0]] = value
+        else:
+            nested.setdefault(parts[0], {})[parts[1:]] = value
+    for head, sub in nested.items():
+        direct[head] = _apply(getattr(obj, head), sub, where, hint)
+    try:
+        return dataclasses.replace(obj, **direct)
+    except ValueError as e:  # __post_init__ of the replaced group
+        raise _invalid(e, where, hint) from None
+
+
+def assign(config: Any, values: Mapping[str, Any], where: str = "", hint: str | None = None) -> Any:
+    """`config` with dotted keys set to `values` (strings or YAML objects, coerced to each field's
+    type), then validated. The one path of --set overrides and sweep points."""
+    changes = {}
+    for key, raw in values.items():
+        tp = field_type(type(config), key)
+        changes[tuple(key.split("."))] = _coerce_hinted(raw, tp, key, hint)
+    if not changes:
+        return config
+    config = _apply(config, changes, where, hint)
+    _validate(config, hint, where)
+    return config
+
+
+def override(config: Any, assignments: Sequence[str]) -> Any:
+    """Apply `key=value` strings (dotted keys for nested groups) to a frozen config; later ones win."""
+    values: dict[str, str] = {}
     for a in assignments:
         if "=" not in a:
             raise UserError(f"malformed override {a!r}", hint="use --set key=value")
         key, raw = a.split("=", 1)
+        values.pop(key.strip(), None)
+        values[key.strip()] = raw
+    if not assignments:
+        _validate(config)
+        return config
+    return assign(config, values, hint="change the --set value" + ("s" if len(values) > 1 else "") + " "
+                  + " ".join(f"{k}={v}" for k, v in values.items()))
+
+
+#################################################################################
+#                                   Sweeps                                      #
+#################################################################################
+
+Sweep = tuple[tuple[str, tuple], ...]
+
+
+def _flatten_sweep(data: Mapping, prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in data.items():
+        key = f"{prefix}{str(k).strip()}"
+        if isinstance(v, Mapping):
+            out.extend(_flatten_sweep(v, prefix=key + "."))
+        else:
+            out.append((key, v))
+    return out
+
+
+def check_sweep(cls: type, sweep: Mapping[str, Any] | Sequence[tuple[str, Any]] | None,
+                source: str = "sweep") -> Sweep:
+    """Sweep axes ((dotted key, values), ...) with every value coerced to the key's field type.
+
+    `sweep` maps dotted keys (or nested mappings) to lists of values; a command-line string value is
+    split like --set values are parsed. Unknown keys, groups, empty or repeated values raise UserError."""
+    if sweep is None:
+        return ()
+    if isinstance(sweep, Mapping):
+        items = _flatten_sweep(sweep)
+    elif isinstance(sweep, (list, tuple)):
+        items = [tuple(it) for it in sweep]
+    else:
+        raise UserError(f"{source} must map config keys to lists of values, got {sweep!r}",
+                        hint="write e.g. sweep: {prior_sampling.eta: [0.0, 0.01, 0.1]}")
+    axes: list[tuple[str, tuple]] = []
+    for key, values in items:
+        key = str(key).strip()
+        if key == "seeds":
+            raise UserError(f"{source}: seeds cannot be swept", hint="set them with seeds: [...] or --seeds 0,1,2; "
+                            "every sweep point runs every seed")
+        tp = field_type(cls, key)
+        if dataclasses.is_dataclass(tp):
+            raise UserError(f"{source}: config key {key!r} is a group of settings and cannot be swept",
+                            hint=f"sweep one of its fields, e.g. {key}.{dataclasses.fields(tp)[0].name}")
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+            raise UserError(f"{source}: config key {key!r} needs a list of values, got {values!r}",
+                            hint=f"write {key}: [value1, value2, ...]")
+        if not values:
+            raise UserError(f"{source}: config key {key!r} has no values", hint=f"give {key} at least one value")
+        coerced = tuple(_coerce_hinted(v, tp, key, f"give {key} values of type {_type_name(tp)}") for v in values)
+        for i, v in enumerate(coerced):
+            if v in coerced[:i]:
+                raise UserError(f"{source}: config key {key!r} repeats the value {v!r}",
+                                hint="list each value once")
+        if any(k == key for k, _ in axes):
+            raise UserError(f"{source}: config key {key!r} is swept twice", hint="give it one list of values")
+        axes.append((key, coerced))
+    return tuple(axes)
+
+
+def split_values(text: str) -> list[str]:
+    """'0,0.01,[a,b]' → ['0', '0.01', '[a,b]']: commas outside brackets separate values."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        if ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur.strip())
+    return [v for v in out if v != ""]
+
+
+def parse_sweep_args(args: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """--sweep KEY=V1,V2,... (repeatable) → [(key, [values])]; a key given twice keeps the last."""
+    out: dict[str, list[str]] = {}
+    for a in args:
+        key, sep, raw = a.partition("=")
         key = key.strip()
-        config = _set_path(config, key.split("."), raw, key, type(config))
-    _validate(config)
-    return config
+        values = split_values(raw)
+        if not sep or not key or not values:
+            raise UserError(f"malformed --sweep {a!r}", hint="use --sweep key=value1,value2,...")
+        out.pop(key, None)
+        out[key] = values
+    return list(out.items())
 
 
-def _set_path(obj: Any, parts: list[str], raw: str, full: str, root: type) -> Any:
-    hints = _resolve_hints(type(obj))
-    names = {f.name for f in dataclasses.fields(obj)}
-    head = parts[0]
-    if head not in names:
-        raise _unknown_key(type(obj), full, root)
-    tp = hints[head]
-    if len(parts) == 1:
-        try:
-            return dataclasses.replace(obj, **{head: coerce(raw, tp, full)})
-        except ValueError as e:  # __post_init__ checks
-            raise UserError(f"invalid config: {e}") from None
-    if not dataclasses.is_dataclass(tp):
-        raise _unknown_key(type(obj), full, root)
-    try:
-        return dataclasses.replace(obj, **{head: _set_path(getattr(obj, head), parts[1:], raw, full, root)})
-    except ValueError as e:
-        raise UserError(f"invalid config: {e}") from None
+def expand_sweep(config: Any, sweep: Sweep | Mapping[str, Any] | None) -> list[tuple[dict[str, Any], Any]]:
+    """One (labels, config) pair per point of the cartesian product of the sweep's axes (the first axis
+    varies slowest): labels = {dotted key: value}, config = `config` with those keys set through the
+    --set path (coerced, validated). An empty sweep gives [({}, config)]."""
+    axes = check_sweep(type(config), sweep) if isinstance(sweep, Mapping) else \
+        check_sweep(type(config), list(sweep or ()))
+    if not axes:
+        return [({}, config)]
+    points = []
+    for combo in itertools.product(*(values for _, values in axes)):
+        labels = {key: value for (key, _), value in zip(axes, combo)}
+        shown = ", ".join(f"{k}={_show_value(v)}" for k, v in labels.items())
+        points.append((labels, assign(config, labels, where=f"at sweep point {shown}",
+                                      hint="change or drop that sweep value")))
+    return points
 
 
-#################################################################################
-#                                 Presets                                       #
-#################################################################################
-
-def preset_path(experiment: str, preset: str) -> Path:
-    return configs_dir() / experiment / f"{preset}.yaml"
-
-
-def available_presets(experiment: str) -> list[str]:
-    d = configs_dir() / experiment
-    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
-
-
-def read_preset(experiment: str, preset: str) -> dict:
-    path = preset_path(experiment, preset)
-    if not path.exists():
-        have = available_presets(experiment)
-        raise UserError(f"experiment {experiment!r} has no preset {preset!r}.{did_you_mean(preset, have)}",
-                        hint=f"available presets: {', '.join(have) or '(none)'}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"preset file {path} is not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"preset file {path} must hold a mapping of config keys")
-    return data
-
-
-def load_config(cls: type, experiment: str, preset: str, overrides: list[str] | None = None
-                ) -> tuple[Any, tuple[int, ...] | None]:
-    """Resolved config (defaults ← preset ← overrides) and the preset's seeds (or None)."""
-    data = read_preset(experiment, preset)
-    seeds = data.pop("seeds", None)
-    config = build(cls, data)
-    if overrides:
-        config = override(config, overrides)
-    if seeds is not None:
-        seeds = tuple(coerce(seeds, tuple[int, ...], "seeds"))
-    return config, seeds
+def _show_value(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_show_value(x) for x in v) + "]"
+    return str(v)
 
 
 def to_dict(config: Any) -> dict:

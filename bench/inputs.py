@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import zipfile
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
+from dlc.io import file_sha256 as _file_sha256
+
+from .npz_reader import StreamingNpzArrayReader
+
 __all__ = [
     "IMAGE_EXTENSIONS", "ImageSource", "FolderSource", "NpzSource", "ArraySource", "IterableSource",
-    "StreamingNpzArrayReader", "open_images", "iter_batches", "to_uint8_nchw",
+    "StreamingNpzArrayReader", "open_images", "iter_batches", "to_uint8_nchw", "cached_file_sha256",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -71,8 +75,9 @@ def _check_uint8_4d(x: Any, what: str) -> None:
 
 
 def to_uint8_nchw(x: Any, layout: str = "auto", conversions: collections.Counter | None = None,
-                  what: str = "images") -> torch.Tensor:
-    """uint8 NCHW or NHWC (numpy or torch; 1, 3 or 4 channels) → uint8 torch (N, 3, H, W) on the CPU.
+                  what: str = "images", *, cpu: bool = True) -> torch.Tensor:
+    """uint8 NCHW or NHWC (numpy or torch; 1, 3 or 4 channels) → uint8 torch (N, 3, H, W), on the CPU (cpu=False:
+    on the input's device). The one validator of uint8 image batches: layout 'auto' refuses ambiguous shapes.
 
     Grayscale is repeated to RGB and alpha dropped; each conversion is counted (per image) in `conversions`.
     """
@@ -84,6 +89,8 @@ def to_uint8_nchw(x: Any, layout: str = "auto", conversions: collections.Counter
     if _channel_axis(tuple(x.shape), layout, what) == 3:
         x = x.permute(0, 3, 1, 2)                                       # (N, C, H, W)
     c = x.shape[1]
+    if c not in (1, 3, 4):
+        raise ValueError(f"{what} of shape {tuple(x.shape)} ({layout}) has {c} channels, not 1, 3 or 4")
     if c == 1:
         x = x.expand(-1, 3, -1, -1)
         if conversions is not None:
@@ -92,7 +99,20 @@ def to_uint8_nchw(x: Any, layout: str = "auto", conversions: collections.Counter
         x = x[:, :3]
         if conversions is not None:
             conversions["RGBA->RGB (alpha dropped)"] += x.shape[0]
-    return x.to("cpu").contiguous()
+    return (x.to("cpu") if cpu else x).contiguous()
+
+
+_SHA_MEMO: dict[tuple, str] = {}
+
+
+def cached_file_sha256(path: str | os.PathLike) -> str:
+    """`dlc.io.file_sha256`, memoised per (path, size, mtime) within the process (image files, weights)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_MEMO:
+        _SHA_MEMO[key] = _file_sha256(p)
+    return _SHA_MEMO[key]
 
 
 def _hash_batch(h: "hashlib._Hash", batch: torch.Tensor) -> None:
@@ -204,11 +224,9 @@ class FolderSource(ImageSource):
     def fingerprint(self) -> str:
         from PIL import __version__ as pil_version
 
-        from .features.base import file_sha256
-
         h = hashlib.sha256(f"folder:v{INPUTS_VERSION}:pil{pil_version}:size={self.size}\n".encode())
         for p in self.files:
-            h.update(f"{p.relative_to(self.path).as_posix()}\0{file_sha256(p)}\n".encode())
+            h.update(f"{p.relative_to(self.path).as_posix()}\0{cached_file_sha256(p)}\n".encode())
         return h.hexdigest()
 
     def describe(self) -> dict:
@@ -220,76 +238,6 @@ class FolderSource(ImageSource):
                 "resize": f"PIL bicubic (uint8) to {self.size}x{self.size}" if self.size else None,
                 "resized_images": self.resized,
                 "skipped_hidden_files": self.skipped_hidden}
-
-
-class StreamingNpzArrayReader:
-    """Reads row blocks of one array inside an .npz (default `arr_0`) without loading the whole array.
-
-    Parses the .npy header of the zip member, then `read_batch(n)` reads exactly n rows into a fresh array
-    (stored or deflated members both stream). `bytes_read`, `read_calls` and `max_read_bytes` count the I/O.
-    """
-
-    def __init__(self, path: str | Path, key: str = "arr_0"):
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"npz file {self.path} does not exist")
-        try:
-            self._zip = zipfile.ZipFile(self.path)
-        except zipfile.BadZipFile:
-            raise ValueError(f"{self.path} is not an .npz (zip) file") from None
-        names = self._zip.namelist()
-        if f"{key}.npy" not in names:
-            self._zip.close()
-            keys = ", ".join(n[:-4] for n in names if n.endswith(".npy")) or "(none)"
-            raise ValueError(f"{self.path} has no array {key!r} (arrays: {keys}); ADM-style sample files store "
-                             "images as arr_0")
-        self._f = self._zip.open(f"{key}.npy")
-        version = np.lib.format.read_magic(self._f)
-        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = reader(self._f)
-        if fortran:
-            self.close()
-            raise ValueError(f"{self.path}:{key} is stored in Fortran order; save it C-contiguous (np.ascontiguousarray)")
-        if dtype.hasobject:
-            self.close()
-            raise ValueError(f"{self.path}:{key} holds Python objects, not images")
-        self.key, self.shape, self.dtype = key, tuple(shape), dtype
-        self.row_bytes = int(dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64)))
-        self.rows_read = self.bytes_read = self.read_calls = self.max_read_bytes = 0
-
-    def __len__(self) -> int:
-        return self.shape[0] if self.shape else 0
-
-    def read_batch(self, n: int) -> np.ndarray | None:
-        """The next min(n, remaining) rows, or None at the end."""
-        n = min(int(n), len(self) - self.rows_read)
-        if n <= 0:
-            return None
-        out = np.empty((n, *self.shape[1:]), dtype=self.dtype)
-        view = memoryview(out.reshape(-1).view(np.uint8))
-        want, got = n * self.row_bytes, 0
-        while got < want:
-            k = self._f.readinto(view[got:])
-            self.read_calls += 1
-            self.max_read_bytes = max(self.max_read_bytes, want - got)
-            if not k:
-                raise ValueError(f"{self.path}:{self.key} is truncated: expected {len(self)} rows, "
-                                 f"got {self.rows_read + got // self.row_bytes}")
-            got += k
-        self.rows_read += n
-        self.bytes_read += want
-        return out
-
-    def close(self) -> None:
-        for obj in (getattr(self, "_f", None), getattr(self, "_zip", None)):
-            if obj is not None:
-                obj.close()
-
-    def __enter__(self) -> "StreamingNpzArrayReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class NpzSource(ImageSource):
@@ -335,9 +283,7 @@ class NpzSource(ImageSource):
             yield to_uint8_nchw(block, layout, self.conversions, f"{self.path.name}:{self.key}")
 
     def fingerprint(self) -> str:
-        from .features.base import file_sha256
-
-        return hashlib.sha256(f"npz:v{INPUTS_VERSION}:{self.key}:{self.layout}:{file_sha256(self.path)}".encode()
+        return hashlib.sha256(f"npz:v{INPUTS_VERSION}:{self.key}:{self.layout}:{cached_file_sha256(self.path)}".encode()
                               ).hexdigest()
 
     def describe(self) -> dict:

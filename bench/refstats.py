@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dlc.common import atomic_write_bytes
+from dlc.io import atomic_write_bytes
 
 from .errors import UserError
 
@@ -91,9 +91,9 @@ def load_ref_stats(path: str | os.PathLike) -> RefStats:
             mu_s, sigma_s = _check(z["mu_s"], z["sigma_s"], f"{path.name} mu_s/sigma_s")
         meta = json.loads(str(z[META_KEY])) if META_KEY in keys else json.loads(json.dumps(_ADM_META))
     meta["file"] = {"path": str(path)}
-    from .features.base import file_sha256
+    from .inputs import cached_file_sha256
 
-    meta["file"]["sha256"] = file_sha256(path)
+    meta["file"]["sha256"] = cached_file_sha256(path)
     return RefStats(mu, sigma, mu_s, sigma_s, meta)
 
 

@@ -10,12 +10,13 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
+
+from .io import atomic_write, atomic_write_bytes
 
 __all__ = [
     "resolve_device", "resolve_dtype", "autocast", "seed_for", "PerSampleRNG",
@@ -138,30 +139,7 @@ class PerSampleRNG:
 #                                 Atomic writes                                 #
 #################################################################################
 
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
-    """Write to a temporary file in the same directory, fsync, then rename over `path`.
-
-    Nothing half-written is ever visible under `path`: a crash leaves either the old file or none.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_write(path, "wb") as f:
-        f.write(data)
+# atomic_write and atomic_write_bytes live in the torch-free `dlc.io`; re-exported here (see imports).
 
 
 #################################################################################

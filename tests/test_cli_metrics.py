@@ -110,9 +110,14 @@ def test_results_files_report_and_run_store(pixel_run):
     from bench.store import RunStore
 
     out, values = pixel_run["out"], pixel_run["json"]
+    from bench.schema import SCHEMA_VERSION, read_results
+
     results = json.loads((out / "results.json").read_text())
-    assert results["experiment"] == "metrics" and results["schema_version"] == 1
-    assert results["features"]["extractor"] == "pixels" and results["inputs"]["n_fake"] == 60
+    assert results["experiment"] == "metrics" and results["schema_version"] == SCHEMA_VERSION
+    assert read_results(out).run_id == results["run_id"]                       # a valid `Results` record
+    features, metrics = results["stages"]                                       # what each step read
+    assert features["extractor"]["extractor"] == "pixels" and features["inputs"]["n_fake"] == 60
+    assert metrics["metric_specs"]["fd"]["higher_is_better"] is False
     assert {r["metric"]: r["value"] for r in results["metrics"]} == values
     fid_row = next(r for r in results["metrics"] if r["metric"] == "fd_pixels")
     assert fid_row["higher_is_better"] is False and fid_row["n"] == 60 and fid_row["layer"] == "pixels"

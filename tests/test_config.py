@@ -129,3 +129,100 @@ def test_registry_duplicates_names_and_did_you_mean():
     with pytest.raises(UserError, match="unknown widget 'toy-mixtur'. Did you mean 'toy-mixture'"):
         reg.get("toy-mixtur")
     assert reg.get("toy-mixture") == 1 and "toy-mixture" in reg and len(reg) == 1
+
+
+#################################################################################
+#            dlc.registry: one did-you-mean helper, one generic registry        #
+#################################################################################
+
+def test_did_you_mean_is_shared_and_torch_free():
+    import subprocess
+    import sys
+
+    import bench.registry
+    import dlc.registry
+
+    assert bench.registry.did_you_mean is dlc.registry.did_you_mean
+    assert issubclass(bench.registry.Registry, dlc.registry.Registry)
+    p = subprocess.run([sys.executable, "-c", "import sys, dlc.registry; print('torch' in sys.modules)"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip() == "False", p.stderr
+
+
+def test_did_you_mean_behaviour():
+    from dlc.registry import did_you_mean
+
+    assert did_you_mean("smok", ["smoke", "laptop"]) == " Did you mean 'smoke'?"
+    assert did_you_mean("LAPTOP", ["smoke", "laptop"]) == " Did you mean 'laptop'?"     # case-insensitive fallback
+    assert did_you_mean("zzz", ["smoke", "laptop"]) == ""
+    assert did_you_mean("tinyy", {"tiny": 1, "tin": 2}) == " Did you mean 'tiny' or 'tin'?"   # any iterable
+    assert did_you_mean("colr", ["colour", "color"], n=1).count("'") == 2
+
+
+def test_dlc_registry_raises_value_errors_bench_registry_user_errors():
+    from dlc.registry import Registry as DlcRegistry, UnknownNameError
+
+    reg: DlcRegistry[int] = DlcRegistry("backbone")
+    reg.register("vit-tiny", 1)
+    with pytest.raises(ValueError, match=r"unknown backbone 'vit-tinny'. Did you mean 'vit-tiny'\? \(valid backbone"):
+        reg.get("vit-tinny")
+    with pytest.raises(UnknownNameError):
+        reg.get("x")
+    breg: Registry[int] = Registry("metric")
+    with pytest.raises(UserError, match=r"\(none registered\)"):
+        breg.get("fid")
+
+
+@pytest.mark.parametrize("call, fragment", [
+    (lambda: __import__("dlc.encoder", fromlist=["build_backbone"]).build_backbone("vit-tinny"),
+     "Did you mean 'vit-tiny'"),
+    (lambda: __import__("dlc.sedd", fromlist=["build_sedd"]).build_sedd("tinyy"), "Did you mean 'tiny'"),
+    (lambda: __import__("dlc.dit", fromlist=["build_dit"]).build_dit("DiT-XL2"), "Did you mean 'DiT-XL/2'"),
+    (lambda: __import__("dlc.data", fromlist=["DATASETS"]).DATASETS.get("fashion-mnst"),
+     "Did you mean 'fashion-mnist'"),
+])
+def test_dlc_unknown_names_use_the_shared_helper(call, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        call()
+
+
+#################################################################################
+#               Nested groups start from the field's default                     #
+#################################################################################
+
+@dataclass(frozen=True)
+class Train:
+    steps: int = 1000
+    lr: float = 3e-4
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str = "s"
+    train: Train = field(default_factory=lambda: Train(steps=20, lr=0.5))
+
+    def __post_init__(self):
+        if self.train.steps < 1:
+            raise ValueError("train.steps must be ≥ 1")
+
+
+@dataclass(frozen=True)
+class Outer:
+    stage: Stage = field(default_factory=Stage)
+
+
+def test_a_partial_group_in_a_preset_keeps_the_fields_default_factory():
+    """`stage: {train: {steps: 5}}` means what `--set stage.train.steps=5` means: lr stays the factory's 0.5."""
+    cfg = build(Outer, {"stage": {"train": {"steps": 5}}})
+    assert cfg.stage.train == Train(steps=5, lr=0.5)
+    assert cfg == override(Outer(), ["stage.train.steps=5"])
+
+
+def test_value_errors_of_post_init_are_user_errors_everywhere():
+    with pytest.raises(UserError, match=r"invalid config stage: train.steps must be ≥ 1 \(change the preset"):
+        build(Outer, {"stage": {"train": {"steps": 0}}})
+    with pytest.raises(UserError, match=r"invalid config: train.steps must be ≥ 1 \(change the --set value "
+                                         r"stage.train.steps=0\)"):
+        override(Outer(), ["stage.train.steps=0"])
+    with pytest.raises(UserError, match=r"expected an integer, got 'x' \(change the --set value stage.train.steps=x\)"):
+        override(Outer(), ["stage.train.steps=x"])

@@ -78,7 +78,7 @@ def test_dlc_xl_table_size_and_tiny_presets():
     assert m.y_embedder.table.numel() == 512 * 257 * 1152  # ≈151.6M, as in the DLC reference
     for name in ("DiT-tiny/2", "DiT-tiny/4", "DiT-mini/2"):
         assert name in DIT_MODELS
-    with pytest.raises(ValueError, match="did you mean DiT-XL/2"):
+    with pytest.raises(ValueError, match="Did you mean 'DiT-XL/2'"):
         build_dit("DiT-XL2")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -248,6 +250,36 @@ def test_cache_sidecar_records_key_parts_and_corrupt_entries_miss(tmp_path):
     np.testing.assert_array_equal(out["pixels"], x.reshape(3, -1).numpy() / np.float32(255))
     extract_features(x, ext, cache=cache)
     assert cache.hits == 1
+
+
+def test_tampered_cache_file_warns_and_recomputes(tmp_path, capsys):
+    """A cached feature file whose bytes differ from the sha256 in its sidecar (same shape, valid .npy: only the
+    hash can tell) gives one warning line naming it, and the features are recomputed, correct."""
+    ext = build_extractor("pixels")
+    cache = FeatureCache(tmp_path)
+    x = smooth_images(4, 8, seed=12)
+    want = x.reshape(4, -1).numpy() / np.float32(255)
+    extract_features(x, ext, cache=cache)
+    (npy,) = list(tmp_path.rglob("*.npy"))
+    assert json.loads(npy.with_suffix(".json").read_text())["sha256"] == __import__("dlc.io").io.file_sha256(npy)
+    np.save(npy, np.zeros_like(want), allow_pickle=False)                      # tampered: a plausible array
+    capsys.readouterr()
+    out = extract_features(x, ext, cache=cache)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: ") and str(npy) in err[0] and "sha256" in err[0]
+    np.testing.assert_array_equal(out["pixels"], want)
+    assert (cache.hits, cache.misses) == (0, 2)
+    np.testing.assert_array_equal(extract_features(x, ext, cache=cache)["pixels"], want)   # rewritten: a hit
+    assert cache.hits == 1 and capsys.readouterr().err == ""
+
+
+def test_cache_dir_default_is_the_stage_cache_default(tmp_path, monkeypatch):
+    import bench.cache
+    from bench.features import default_cache_dir
+
+    assert default_cache_dir is bench.cache.default_cache_dir
+    monkeypatch.setenv("DLC_BENCH_CACHE", "~/x-cache")
+    assert FeatureCache().root == Path("~/x-cache").expanduser()                # ~ expanded, as the stage cache
 
 
 def test_cache_dir_default_from_env(tmp_path, monkeypatch):

@@ -218,3 +218,22 @@ def test_kill_then_resume_reuses_finished_stages_and_matches_clean_run(tmp_path,
 def test_user_error_format():
     e = UserError("bad thing", hint="do this")
     assert str(e) == "bad thing (do this)" and e.exit_code == 2
+
+
+def test_sweep_is_one_recorded_run_with_the_axis_as_a_label(count_exp, tmp_path):
+    """execute(sweep=[(labels, config), ...]) runs every point into one results record: rows carry the axis
+    as a label column, stages shared between points are computed once, and a figure plots metric vs axis."""
+    CALLS.clear()
+    points = [({"scale": s}, CountCfg(scale=s)) for s in (1.0, 2.0, 4.0)]
+    res = execute(count_exp, CountCfg(), preset=None, seeds=(0,), out_dir=tmp_path / "sw", sweep=points,
+                  cache_dir=tmp_path / "cache", quiet=True)
+    assert CALLS == ["make0", "sum0", "sum0", "sum0"]       # `make` does not depend on the axis: computed once
+    data = json.loads((tmp_path / "sw" / "results.json").read_text())
+    assert data["sweep"] == {"axes": ["scale"], "points": [{"scale": 1.0}, {"scale": 2.0}, {"scale": 4.0}]}
+    per_seed = sorted((r["scale"], r["value"]) for r in data["metrics"] if r.get("seed") == 0)
+    assert per_seed == [(1.0, 3.0), (2.0, 6.0), (4.0, 12.0)]
+    with open(tmp_path / "sw" / "results.csv") as f:
+        assert "scale" in next(csv.reader(f))
+    assert any(f["name"] == "sweep_scale" for f in data["figures"])
+    assert (tmp_path / "sw" / "figures" / "sweep_scale.png").stat().st_size > 1000
+    assert res["cache"] == {"hits": 2, "misses": 4}

@@ -91,6 +91,8 @@ def test_grid_bad_input():
     with pytest.raises(UserError, match="uint8"):
         nearest_neighbour_grid(gen.astype(np.float32), gen, [0, 1])
     with pytest.raises(UserError, match="same size"):
-        nearest_neighbour_grid(gen, np.zeros((2, 4, 4, 3), dtype=np.uint8), [0, 1])
+        nearest_neighbour_grid(gen, np.zeros((2, 5, 5, 3), dtype=np.uint8), [0, 1])
+    with pytest.raises(UserError, match="could be NCHW or NHWC"):        # the rule of bench.inputs: never guessed
+        nearest_neighbour_grid(np.zeros((2, 3, 4, 3), dtype=np.uint8), gen, [0, 1])
     with pytest.raises(UserError, match="N = 2 generated"):
         nearest_neighbour_grid(gen, gen, [0, 1, 1])

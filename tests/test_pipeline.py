@@ -195,3 +195,18 @@ def test_paper_preset_is_the_paper_setting():
     assert cfg.dit.model == "DiT-XL/2" and cfg.dit.vae == "stabilityai/sd-vae-ft-ema"
     assert cfg.data.image_size == 256 and cfg.eval.features == "inception-v3-compat"
     assert cfg.eval.n_samples == 50_000
+
+
+@pytest.mark.slow
+def test_laptop_numbers_unchanged_by_the_move(tmp_path):
+    """The laptop preset (about 20 min on 2 cores) reproduces the numbers recorded at c6dd1f4.
+    Run with: pytest -m slow tests/test_pipeline.py -k laptop"""
+    exp = get_experiment("dlc-pipeline")
+    cfg, seeds = load_config(exp.config_cls, "dlc-pipeline", "laptop", [])
+    res = execute(exp, cfg, preset="laptop", seeds=seeds, out_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
+                  device="cpu", quiet=True, render=False)
+    before = _per_seed(json.loads((BEFORE.parent / "dlc_pipeline_laptop_c6dd1f4.json").read_text()))
+    now = _per_seed(res)
+    assert now.keys() == before.keys()
+    for k, v in before.items():
+        assert now[k] == pytest.approx(v, rel=1e-4, abs=1e-6), k

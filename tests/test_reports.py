@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import SCHEMA_VERSION, metric_row, write_results
-from reports.html import fmt_ci, render_index, render_run, summary_table
+from bench.errors import UserError
+from bench.schema import SCHEMA_VERSION, metric_row, write_results
+from reports.html import ReportError, fmt_ci, render_index, render_run, summary_table, sweep_table
 
 
 def _results(run_id: str, values: dict, preset: str = "smoke") -> dict:
@@ -89,6 +90,36 @@ def test_index_compares_runs_with_deltas(tmp_path):
     assert 'href="a/report.html"' in page and 'href="b/report.html"' in page
     assert "(+0.25)" in page and 'id="compare"' in page
     assert (a / "report.html").exists() and (b / "report.html").exists()
+
+
+def test_run_report_shows_the_sweep_axes_and_points(tmp_path):
+    res = _results("run-s", VALUES)
+    for r in res["metrics"]:
+        r["prior.eta"] = 0.01 if r["variant"] == "oracle" else 0.1
+    res["sweep"] = {"axes": ["prior.eta", "n_modes"], "points": [{"prior.eta": 0.01, "n_modes": 9},
+                                                                 {"prior.eta": 0.1, "n_modes": 121}]}
+    html = render_run(_write_run(tmp_path / "run", res)).read_text()
+    assert 'id="sweep"' in html and "<code>prior.eta</code>" in html and "<code>n_modes</code>" in html
+    assert "2 points" in html
+    t = sweep_table(res["sweep"])
+    assert t == {"axes": ["prior.eta", "n_modes"], "points": [["0.01", "9"], ["0.1", "121"]]}
+    # no sweep: no section
+    plain = render_run(_write_run(tmp_path / "plain", _results("run-p", VALUES))).read_text()
+    assert 'id="sweep"' not in plain and sweep_table(None) is None
+
+
+def test_reports_check_the_schema_version(tmp_path):
+    d = _write_run(tmp_path / "run", _results("run-1", VALUES))
+    res = json.loads((d / "results.json").read_text())
+    res["schema_version"] = 1
+    (d / "results.json").write_text(json.dumps(res))
+    with pytest.raises(UserError, match="schema version 1"):
+        render_run(d)
+    with pytest.raises(UserError, match="schema version 1"):
+        render_index([d], tmp_path / "index.html")
+    with pytest.raises(UserError, match="holds no results.json"):
+        render_run(tmp_path / "missing")
+    assert issubclass(ReportError, UserError)          # `except ReportError` callers keep working
 
 
 def _chromium() -> tuple[str, str] | None:

@@ -627,7 +627,7 @@ def test_bad_input_gives_clear_errors():
         SEDDConfig(graph="absorbing")
     with pytest.raises(ValueError, match="scale_by_sigma"):
         SEDDConfig(graph="uniform", scale_by_sigma=True)
-    with pytest.raises(ValueError, match="did you mean"):
+    with pytest.raises(ValueError, match="Did you mean"):
         build_sedd("tinyy")
 
 

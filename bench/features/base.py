@@ -19,6 +19,8 @@ import torch
 from dlc.common import resolve_device, resolve_dtype
 
 from ..errors import UserError
+from ..inputs import cached_file_sha256 as file_sha256   # dlc.io.file_sha256, memoised (weights are hashed often)
+from ..inputs import open_images, to_uint8_nchw
 from ..registry import Registry
 from .resize import check_resize_mode, describe_resize, resize_images
 
@@ -55,23 +57,6 @@ def downloads_disabled() -> bool:
     """True when DLC_BENCH_OFFLINE or HF_HUB_OFFLINE is set (the test suite sets HF_HUB_OFFLINE=1)."""
     return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
                for v in ("DLC_BENCH_OFFLINE", "HF_HUB_OFFLINE"))
-
-
-_SHA_MEMO: dict[tuple, str] = {}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file (hex), memoised per (path, size, mtime) within the process."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_MEMO:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-        _SHA_MEMO[key] = h.hexdigest()
-    return _SHA_MEMO[key]
 
 
 def files_sha256(paths: Iterable[str | os.PathLike], root: str | os.PathLike) -> str:
@@ -194,8 +179,6 @@ class FeatureExtractor:
 
         Raises ValueError on an empty source or non-finite features (naming the layer and first bad image).
         """
-        from ..inputs import open_images
-
         layers = self.check_layers(layers)
         source = open_images(images)
         chunks: dict[str, list[np.ndarray]] = {l: [] for l in layers}
@@ -223,13 +206,9 @@ def check_finite(feats: Mapping[str, np.ndarray], extractor: str) -> None:
 
 
 def _as_uint8_nchw(images: torch.Tensor | np.ndarray) -> torch.Tensor:
-    if isinstance(images, np.ndarray):
-        images = torch.from_numpy(images)
-    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
-        raise ValueError(f"expected uint8 images (N, 3, H, W) in [0, 255]; got "
-                         f"{getattr(images, 'dtype', type(images).__name__)} (convert floats in [0, 1] with "
-                         "(x * 255).round().clamp(0, 255).to(torch.uint8))")
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected uint8 images of shape (N, 3, H, W); got {tuple(images.shape)} "
-                         "(use bench.inputs.open_images for NHWC, grayscale or RGBA input)")
-    return images
+    """uint8 (N, 3, H, W) on the input's device, by the one validator `bench.inputs.to_uint8_nchw` with the
+    extractor's layout, NCHW (grayscale → RGB, alpha dropped; NHWC input: use bench.inputs.open_images)."""
+    try:
+        return to_uint8_nchw(images, "NCHW", cpu=False, what="extractor input")
+    except ValueError as e:
+        raise ValueError(f"expected uint8 images (N, 3, H, W) in [0, 255]: {e}") from None

@@ -6,9 +6,11 @@ FEATURES_VERSION, kind}. Any change to any part is a different key, so a changed
 file is a miss, never a stale hit. Inputs that cannot be hashed (one-shot iterables) are never cached.
 
 Layout: <cache_dir>/features/<key[:2]>/<key>.npy (features, float32 (N, d)) or <key>.npz (mu, sigma float64),
-each with a <key>.json sidecar holding the full key parts and what was read. Both are written atomically
-(dlc.common.atomic_write) and the sidecar last: an entry without its sidecar is ignored.
-cache_dir: argument, else $DLC_BENCH_CACHE, else the platformdirs user cache dir (…/dlc-bench).
+each with a <key>.json sidecar holding the full key parts, what was read and the sha256 of the data file. Both are
+written atomically (dlc.io.atomic_write) and the sidecar last: an entry without its sidecar is ignored. On read the
+data file is checked against that sha256: a tampered, truncated or unreadable file gives one warning line naming it
+(`bench.cache.warn`) and is recomputed. Nothing is unpickled (np.load(allow_pickle=False)).
+cache_dir: argument, else `bench.cache.default_cache_dir()` ($DLC_BENCH_CACHE, else the user cache dir …/dlc-bench).
 """
 from __future__ import annotations
 
@@ -22,22 +24,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from dlc.common import atomic_write, atomic_write_bytes
+from dlc.io import atomic_write, atomic_write_bytes, file_sha256
 
+from ..cache import default_cache_dir, warn
+from ..inputs import open_images
 from .base import FeatureExtractor
 
 __all__ = ["FeatureCache", "default_cache_dir", "extract_features", "feature_statistics_cached", "cache_key"]
-
-CACHE_ENV = "DLC_BENCH_CACHE"
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("dlc-bench"))
 
 
 def cache_key(content_hash: str, description: dict, layer: str, kind: str = "features") -> tuple[str, dict]:
@@ -75,17 +68,36 @@ class FeatureCache:
             return None
         return meta if meta.get("key") == key else None
 
-    def load_features(self, key: str) -> np.ndarray | None:
+    def _verified(self, key: str, suffix: str, kind: str) -> tuple[dict, Path] | None:
+        """(sidecar, data file) of an entry whose data file matches its recorded sha256, else None (a miss; a bad
+        file is reported in one warning line)."""
         meta = self._meta(key)
-        if meta is None or meta.get("kind") != "features":
-            self.misses += 1
+        if meta is None or meta.get("kind") != kind or not meta.get("sha256"):
             return None
+        path = self._path(key, suffix)
         try:
-            arr = np.load(self._path(key, ".npy"), allow_pickle=False)
-        except (OSError, ValueError):
-            self.misses += 1
+            ok = file_sha256(path) == meta["sha256"]
+        except OSError as e:
+            warn(f"cached features {path} are unreadable ({e.__class__.__name__}); recomputing them")
             return None
-        if arr.shape != tuple(meta["shape"]):
+        if not ok:
+            warn(f"cached features {path} differ from the sha256 recorded when they were written; recomputing them")
+            return None
+        return meta, path
+
+    def load_features(self, key: str) -> np.ndarray | None:
+        hit = self._verified(key, ".npy", "features")
+        arr = None
+        if hit is not None:
+            meta, path = hit
+            try:
+                arr = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                warn(f"cached features {path} are unreadable ({e}); recomputing them")
+            if arr is not None and arr.shape != tuple(meta["shape"]):
+                warn(f"cached features {path} have shape {arr.shape}, not {tuple(meta['shape'])}; recomputing them")
+                arr = None
+        if arr is None:
             self.misses += 1
             return None
         self.hits += 1
@@ -93,29 +105,33 @@ class FeatureCache:
 
     def save_features(self, key: str, feats: np.ndarray, meta: dict) -> None:
         feats = np.ascontiguousarray(feats, dtype=np.float32)
-        with atomic_write(self._path(key, ".npy")) as f:
+        path = self._path(key, ".npy")
+        with atomic_write(path) as f:
             np.save(f, feats, allow_pickle=False)
-        self._write_meta(key, {**meta, "kind": "features", "shape": list(feats.shape)})
+        self._write_meta(key, {**meta, "kind": "features", "shape": list(feats.shape), "sha256": file_sha256(path)})
 
     def load_stats(self, key: str) -> tuple[np.ndarray, np.ndarray, int] | None:
-        meta = self._meta(key)
-        if meta is None or meta.get("kind") != "stats":
-            self.misses += 1
-            return None
-        try:
-            with np.load(self._path(key, ".npz"), allow_pickle=False) as z:
-                mu, sigma = z["mu"], z["sigma"]
-        except (OSError, ValueError, KeyError):
+        hit = self._verified(key, ".npz", "stats")
+        out = None
+        if hit is not None:
+            meta, path = hit
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    out = z["mu"], z["sigma"], int(meta["n"])
+            except (OSError, ValueError, KeyError) as e:
+                warn(f"cached statistics {path} are unreadable ({e}); recomputing them")
+        if out is None:
             self.misses += 1
             return None
         self.hits += 1
-        return mu, sigma, int(meta["n"])
+        return out
 
     def save_stats(self, key: str, mu: np.ndarray, sigma: np.ndarray, meta: dict) -> None:
         buf = io.BytesIO()
         np.savez(buf, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64))
-        atomic_write_bytes(self._path(key, ".npz"), buf.getvalue())
-        self._write_meta(key, {**meta, "kind": "stats"})
+        data = buf.getvalue()
+        atomic_write_bytes(self._path(key, ".npz"), data)
+        self._write_meta(key, {**meta, "kind": "stats", "sha256": hashlib.sha256(data).hexdigest()})
 
     def _write_meta(self, key: str, meta: dict) -> None:
         meta = {**meta, "key": key, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -140,8 +156,6 @@ def extract_features(images: Any, extractor: FeatureExtractor, layers: Sequence[
     cache: True (default dir), a directory, a FeatureCache, or False/None (no caching). Only the layers not in
     the cache are computed (in one pass); nothing is written if extraction fails (e.g. NaN features).
     """
-    from ..inputs import open_images
-
     source = open_images(images)
     layers = extractor.check_layers(layers)
     store = _as_cache(cache)
@@ -167,7 +181,6 @@ def feature_statistics_cached(images: Any, extractor: FeatureExtractor, layer: s
                               progress: Callable[[int, int | None], None] | None = None
                               ) -> tuple[np.ndarray, np.ndarray, int]:
     """(mu float64 (d,), sigma float64 (d, d), n) of one layer, through the statistics and feature caches."""
-    from ..inputs import open_images
     from ..metrics.frechet import feature_statistics
 
     source = open_images(images)

@@ -12,7 +12,7 @@ mean/std pairs, probe top-1/top-5) name a `group`; `compute_metrics` runs each g
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Optional
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 from ..errors import UserError
 from ..registry import Registry
@@ -22,11 +22,11 @@ from .kid import kid
 from .novelty import nearest_neighbour_grid, nearest_neighbours, novelty
 from .prdc import density_coverage, prdc, precision_recall
 from .probe import linear_probe, one_hot_tokens
-from .stats import ConfidenceInterval, bootstrap_ci, metric_ci
+from .stats import ConfidenceInterval, bootstrap_ci
 from .vendi import vendi_score
 
 __all__ = [
-    "METRICS", "GROUPS", "MetricSpec", "compute_metrics", "feature_statistics", "frechet_distance", "fd", "fd_infinity",
+    "METRICS", "GROUPS", "METRIC_ORDER", "MetricSpec", "compute_metrics", "feature_statistics", "frechet_distance", "fd", "fd_infinity",
     "trace_sqrt_product", "inception_score_adm", "inception_score_fidelity", "kid", "prdc", "precision_recall",
     "density_coverage", "vendi_score", "linear_probe", "one_hot_tokens", "novelty", "nearest_neighbours",
     "nearest_neighbour_grid", "bootstrap_ci", "metric_ci", "ConfidenceInterval",
@@ -48,14 +48,25 @@ class MetricSpec:
     min_samples: int
     inputs: tuple[str, ...] = ("real", "fake")  # keyword arguments fn needs
     group: Optional[str] = None  # name in GROUPS of a function computing this key together with others
+    # How image evaluation (`bench.evaluate`) uses it:
+    layer: str = "default"  # feature layer it reads: 'default' (the extractor's or the caller's) or a named layer
+    aliases: tuple[str, ...] = ()  # other names selecting it; several metrics may share one ('pr': precision, recall)
+    extractor_label: Optional[str] = None  # set for Fréchet distances: the row is named
+    #   extractor.metric_label(layer) + extractor_label ('fid', 'sfid', 'fd_effnet', 'fid_inf', ...), and the real
+    #   side may be reference statistics (mu, sigma)
 
 
 METRICS: Registry[MetricSpec] = Registry("metric")
 GROUPS: dict[str, Callable[..., dict]] = {}
+METRIC_ORDER: list[str] = []  # keys in registration order (a group's members together): the order of results
 
 
-def _register(key, fn, higher_is_better, version, description, min_samples, inputs=("real", "fake"), group=None):
-    METRICS.register(key, MetricSpec(key, fn, higher_is_better, version, description, min_samples, tuple(inputs), group))
+
+def _register(key, fn, higher_is_better, version, description, min_samples, inputs=("real", "fake"), group=None,
+              **image):
+    METRICS.register(key, MetricSpec(key, fn, higher_is_better, version, description, min_samples, tuple(inputs), group,
+                                     **image))
+    METRIC_ORDER.append(key)
 
 
 #################################################################################
@@ -102,27 +113,36 @@ def _member(group: str, key: str) -> Callable[..., float]:
 
 _register("fd", lambda *, real, fake: fd(real=real, fake=fake), False, 1,
           "Fréchet distance of Gaussian fits (float64, symmetric eigen route); FID/sFID/FD-DINOv2 by extractor; "
-          "real may be precomputed (mu, sigma)", 2)
+          "real may be precomputed (mu, sigma)", 2, aliases=("fid",), extractor_label="")
+_register("sfid", lambda *, real, fake: fd(real=real, fake=fake), False, 1,
+          "sFID: Fréchet distance on the extractor's 'spatial' layer (Inception mixed_6/conv[..., :7], as ADM)", 2,
+          layer="spatial", extractor_label="")
 _register("fd_inf", lambda *, real, fake, **kw: fd_infinity(real=real, fake=fake, **kw), False, 1,
-          "FD∞ (Chong & Forsyth 2020): FD_N at 15 subset sizes, linear fit in 1/N, intercept", 20)
+          "FD∞ (Chong & Forsyth 2020): FD_N at 15 subset sizes, linear fit in 1/N, intercept", 20, aliases=("fid_inf",),
+          extractor_label="_inf")
 _register("is_adm", lambda *, fake, **kw: inception_score_adm(fake, **kw), True, 1,
           "Inception Score as ADM: fake = 1008-class logits pool3·W (no bias), 5000-sample splits, mean", 2,
-          inputs=("fake",))
+          inputs=("fake",), layer="logits_unbiased", aliases=("is",))
 _register("is_fidelity", _member("is_fidelity", "is_fidelity"), True, 1,
           "Inception Score as torch-fidelity: fake = logits, 10 splits after seeded shuffle (2020), mean", 10,
-          inputs=("fake",), group="is_fidelity")
+          inputs=("fake",), group="is_fidelity", layer="logits_unbiased", aliases=("is",))
 _register("is_fidelity_std", _member("is_fidelity", "is_fidelity_std"), None, 1,
-          "std over the 10 splits of is_fidelity", 10, inputs=("fake",), group="is_fidelity")
+          "std over the 10 splits of is_fidelity", 10, inputs=("fake",), group="is_fidelity",
+          layer="logits_unbiased", aliases=("is",))
 _register("kid", _member("kid", "kid"), False, 1,
           "Kernel Inception Distance: unbiased MMD², kernel (x·y/d+1)³, 100 subsets of 1000, seeded, mean", 2,
           group="kid")
 _register("kid_std", _member("kid", "kid_std"), None, 1, "std over subsets of kid", 2, group="kid")
 _register("precision", _member("prdc", "precision"), True, 1,
-          "Improved precision (Kynkäänniemi 2019): k=3, self excluded, <=, as ADM", 4, group="prdc")
+          "Improved precision (Kynkäänniemi 2019): k=3, self excluded, <=, as ADM", 4, group="prdc",
+          aliases=("pr",))
 _register("recall", _member("prdc", "recall"), True, 1,
-          "Improved recall (Kynkäänniemi 2019): k=3, self excluded, <=, as ADM", 4, group="prdc")
-_register("density", _member("prdc", "density"), True, 1, "Density (Naeem 2020): k=5, <", 6, group="prdc")
-_register("coverage", _member("prdc", "coverage"), True, 1, "Coverage (Naeem 2020): k=5, <", 6, group="prdc")
+          "Improved recall (Kynkäänniemi 2019): k=3, self excluded, <=, as ADM", 4, group="prdc",
+          aliases=("pr",))
+_register("density", _member("prdc", "density"), True, 1, "Density (Naeem 2020): k=5, <", 6, group="prdc",
+          aliases=("dc",))
+_register("coverage", _member("prdc", "coverage"), True, 1, "Coverage (Naeem 2020): k=5, <", 6, group="prdc",
+          aliases=("dc",))
 _register("vendi", lambda *, fake, q=1, **kw: vendi_score(fake, q=q, **kw), True, 1,
           "Vendi score of order 1 (cosine kernel, float64, dual path when n > d)", 1, inputs=("fake",))
 _register("vendi_q2", lambda *, fake, **kw: vendi_score(fake, q=2, **kw), True, 1,
@@ -184,3 +204,34 @@ def compute_metrics(keys: Iterable[str], *, real=None, fake=None, features=None,
             done_groups[spec.group] = GROUPS[spec.group](**kw, **options.get(spec.group, {}))
         out[spec.key] = float(done_groups[spec.group][spec.key])
     return out
+
+
+#################################################################################
+#                          Confidence intervals of metrics                      #
+#################################################################################
+
+def metric_ci(key: str, *, real=None, fake=None, resample: Sequence[str] = ("fake",), n_resamples: int = 100,
+              confidence: float = 0.95, seed: int = 0, options: Optional[dict] = None) -> ConfidenceInterval:
+    """Bootstrap CI of a registered metric: rows of the inputs named in `resample` are resampled, others fixed.
+
+    Default: resample the generated set only (the reference set is the fixed target, as with precomputed stats).
+    """
+    spec = METRICS.get(key)
+    inputs = {"real": real, "fake": fake}
+    names = [n for n in spec.inputs]
+    missing = [n for n in names if inputs.get(n) is None]
+    if missing:
+        raise UserError(f"metric {key!r} needs inputs {names}; missing {missing}", hint="pass them as keywords")
+    bad = [r for r in resample if r not in names]
+    if bad or not resample:
+        raise UserError(f"cannot resample {list(resample)} for metric {key!r} (inputs: {names})",
+                        hint=f"resample a non-empty subset of {names}")
+    opts = dict(options or {})
+    order = [n for n in names if n in resample]
+    fixed = {n: inputs[n] for n in names if n not in resample}
+
+    def statistic(*arrays):
+        return spec.fn(**dict(zip(order, arrays)), **fixed, **opts)
+
+    return bootstrap_ci(statistic, *(inputs[n] for n in order), n_resamples=n_resamples, confidence=confidence,
+                        seed=seed)

@@ -92,19 +92,18 @@ def novelty(*, train, generated, k: int = 1, threshold: float = 0.95,
 
 
 def _hwc(images, name: str) -> np.ndarray:
-    """uint8 (N, H, W, C) from NHWC or NCHW (C in {1, 3, 4})."""
+    """uint8 RGB (N, H, W, 3) from NHWC or NCHW (C in {1, 3, 4}; (N, H, W) is grayscale), validated by
+    `bench.inputs.to_uint8_nchw`: an ambiguous layout is refused, never guessed."""
+    from ..inputs import to_uint8_nchw
+
     a = np.asarray(images)
-    if a.dtype != np.uint8:
-        raise UserError(f"{name} must be uint8, got {a.dtype}", hint="pass uint8 images in [0, 255]")
+    layout = "auto"
     if a.ndim == 3:
-        a = a[..., None]
-    if a.ndim != 4:
-        raise UserError(f"{name} must be (N, H, W, C) or (N, C, H, W), got shape {a.shape}", hint="stack the images")
-    if a.shape[-1] not in (1, 3, 4) and a.shape[1] in (1, 3, 4):
-        a = a.transpose(0, 2, 3, 1)
-    if a.shape[-1] not in (1, 3, 4):
-        raise UserError(f"{name} has no channel axis of size 1, 3 or 4: shape {a.shape}", hint="pass RGB images")
-    return a
+        a, layout = a[..., None], "NHWC"
+    try:
+        return to_uint8_nchw(a, layout, what=name).permute(0, 2, 3, 1).numpy()
+    except ValueError as e:
+        raise UserError(str(e), hint="pass uint8 RGB images (N, H, W, C) or (N, C, H, W)") from None
 
 
 def nearest_neighbour_grid(generated_images, train_images, indices, *, max_rows: Optional[int] = None, pad: int = 2,

@@ -7,7 +7,7 @@ the statistic on the original data. n and the number of resamples are recorded w
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -76,32 +76,3 @@ def bootstrap_ci(statistic: Callable[..., float], *samples, n_resamples: int = 1
     low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
     return ConfidenceInterval(value=value, low=float(low), high=float(high), confidence=confidence, n=ns,
                               n_resamples=n_resamples, seed=seed)
-
-
-def metric_ci(key: str, *, real=None, fake=None, resample: Sequence[str] = ("fake",), n_resamples: int = 100,
-              confidence: float = 0.95, seed: int = 0, options: Optional[dict] = None) -> ConfidenceInterval:
-    """Bootstrap CI of a registered metric: rows of the inputs named in `resample` are resampled, others fixed.
-
-    Default: resample the generated set only (the reference set is the fixed target, as with precomputed stats).
-    """
-    from . import METRICS  # late import: the registry imports this module
-
-    spec = METRICS.get(key)
-    inputs = {"real": real, "fake": fake}
-    names = [n for n in spec.inputs]
-    missing = [n for n in names if inputs.get(n) is None]
-    if missing:
-        raise UserError(f"metric {key!r} needs inputs {names}; missing {missing}", hint="pass them as keywords")
-    bad = [r for r in resample if r not in names]
-    if bad or not resample:
-        raise UserError(f"cannot resample {list(resample)} for metric {key!r} (inputs: {names})",
-                        hint=f"resample a non-empty subset of {names}")
-    opts = dict(options or {})
-    order = [n for n in names if n in resample]
-    fixed = {n: inputs[n] for n in names if n not in resample}
-
-    def statistic(*arrays):
-        return spec.fn(**dict(zip(order, arrays)), **fixed, **opts)
-
-    return bootstrap_ci(statistic, *(inputs[n] for n in order), n_resamples=n_resamples, confidence=confidence,
-                        seed=seed)

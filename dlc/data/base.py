@@ -8,12 +8,13 @@ on first access).
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import Dataset
+
+from ..registry import did_you_mean
 
 __all__ = ["ImageData", "TensorImages", "DatasetRegistry", "DATASETS", "check_images_uint8", "resize_uint8"]
 
@@ -142,8 +143,7 @@ class DatasetRegistry:
 
     def get(self, name: str) -> Callable[..., ImageData]:
         if name not in self._loaders:
-            close = difflib.get_close_matches(str(name), self.names(), n=3, cutoff=0.5)
-            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            hint = did_you_mean(str(name), self.names())
             raise ValueError(f"unknown data set {name!r}.{hint} Known data sets: {', '.join(self.names())}")
         return self._loaders[name]
 

@@ -99,7 +99,7 @@ def render_shapes(factors: Mapping[str, torch.Tensor], image_size: int = 32, n_p
 def _normalise_holdout(holdout: Sequence[Mapping[str, Any]] | None,
                        values: dict[str, list[str]]) -> list[dict[str, int]]:
     """[{factor: value name or index}] → [{factor: index}], with clear errors for unknown names."""
-    import difflib
+    from ..registry import did_you_mean
 
     if holdout is None:
         return []
@@ -113,8 +113,7 @@ def _normalise_holdout(holdout: Sequence[Mapping[str, Any]] | None,
         out = {}
         for f, v in rule.items():
             if f not in values:
-                close = difflib.get_close_matches(str(f), list(values), n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(str(f), values, n=1)
                 raise ValueError(f"unknown shapes factor {f!r} in holdout.{hint} Factors: {', '.join(values)}")
             names = values[f]
             if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
@@ -124,8 +123,7 @@ def _normalise_holdout(holdout: Sequence[Mapping[str, Any]] | None,
             elif v in names:
                 out[f] = names.index(v)
             else:
-                close = difflib.get_close_matches(str(v), names, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(str(v), names, n=1)
                 raise ValueError(f"unknown value {v!r} for factor {f!r} in holdout.{hint} Values: {', '.join(names)}")
         rules.append(out)
     return rules

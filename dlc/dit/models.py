@@ -465,10 +465,9 @@ DIT_MODELS = {f"DiT-{size}/{p}": _factory(size, p) for size in _SIZES for p in (
 def build_dit(name: str, **overrides: Any) -> DiT:
     """DIT_MODELS[name](**overrides), with a clear error for an unknown preset name."""
     if name not in DIT_MODELS:
-        import difflib
-        close = difflib.get_close_matches(name, DIT_MODELS, n=3)
-        hint = f"; did you mean {' or '.join(close)}?" if close else ""
-        raise ValueError(f"unknown DiT preset {name!r}{hint} (known: {', '.join(DIT_MODELS)})")
+        from ..registry import did_you_mean
+        raise ValueError(f"unknown DiT preset {name!r}.{did_you_mean(name, DIT_MODELS)} "
+                         f"(known: {', '.join(DIT_MODELS)})")
     return DIT_MODELS[name](**overrides)
 
 

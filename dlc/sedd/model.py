@@ -10,7 +10,6 @@ position's current token is exactly 0 (the ratio p(x)/p(x) = 1).
 """
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..common import count_params, load_checkpoint, save_checkpoint
+from ..registry import did_you_mean
 from .graph import GRAPHS
 from .noise import NOISES
 
@@ -262,9 +262,8 @@ def build_sedd(config: SEDDConfig | str, **overrides: Any) -> SEDD:
     """A SEDD from a config, or from a preset name of SEDD_MODELS plus overrides (vocab_size, seq_len, ...)."""
     if isinstance(config, str):
         if config not in SEDD_MODELS:
-            close = difflib.get_close_matches(config, SEDD_MODELS, n=3)
-            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise ValueError(f"unknown SEDD preset {config!r}{hint} (known: {', '.join(SEDD_MODELS)})")
+            raise ValueError(f"unknown SEDD preset {config!r}.{did_you_mean(config, SEDD_MODELS)} "
+                             f"(known: {', '.join(SEDD_MODELS)})")
         config = SEDD_MODELS[config](**overrides)
     elif overrides:
         raise ValueError("overrides are only accepted with a preset name; pass a complete SEDDConfig instead")

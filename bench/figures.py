@@ -29,25 +29,29 @@ def grid_panels(sets: Mapping[str, torch.Tensor], cols: int = 8):
     return fig
 
 
-def sweep_figure(rows: list[dict], axis: str, metrics: list[str], group: str | None = "variant"):
-    """Each metric against a sweep axis (one line per `group` value), from aggregated metric rows."""
+def sweep_figure(rows: list[dict], axis: str, metrics: list[str]):
+    """Each metric against a sweep axis, one line per combination of the rows' other labels (variant, ...)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
 
+    from .schema import METRIC_COLUMNS
+
     df = pd.DataFrame([r for r in rows if r["metric"] in metrics and r.get(axis) is not None])
     fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(3.6 * max(1, len(metrics)), 3.0), squeeze=False)
     for ax, m in zip(axes[0], metrics):
-        sub = df[df["metric"] == m] if len(df) else df
-        groups = sub.groupby(group, dropna=False) if group and group in sub else [(None, sub)]
-        for g, part in groups:
+        sub = df[df["metric"] == m].dropna(axis=1, how="all")
+        labels = [c for c in sub.columns if c not in (*METRIC_COLUMNS, axis, "seed")]
+        for g, part in (sub.groupby(labels, dropna=False) if labels else [((), sub)]):
+            g = g if isinstance(g, tuple) else (g,)
             part = part.sort_values(axis)
-            ax.plot(part[axis], part["value"], marker="o", label=None if g is None else str(g))
+            ax.plot(part[axis], part["value"], marker="o",
+                    label=", ".join(str(v) for v in g if not pd.isna(v)) or None)
         ax.set_xlabel(axis)
         ax.set_title(m, fontsize=10)
-        if group and group in sub:
+        if labels:
             ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

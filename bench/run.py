@@ -265,8 +265,7 @@ def _sweep_figures(ctx: RunContext, metrics: list[dict], axes: list[str]) -> Non
     for axis in axes:
         if not names:
             break
-        group = next((g for g in ("variant", "method", "representation") if any(g in r for r in means)), None)
-        fig = sweep_figure(means, axis, names, group=group)
+        fig = sweep_figure(means, axis, names)
         saved = ctx.row_labels
         ctx.row_labels = {}
         ctx.add_figure(fig, f"sweep_{axis.replace('.', '_')}",

@@ -196,3 +196,14 @@ def test_toy_mixture_smoke_run(tmp_path):
     for f in res["figures"]:
         assert (tmp_path / "out" / f["path"]).stat().st_size > 5000
     assert res["timings"]["total"] < 60
+
+
+def test_every_toy_setting_is_in_a_stage_key_or_declared_outside():
+    """A field added to ToyMixtureConfig without a place in a stage key would silently reuse stale stages."""
+    import dataclasses
+
+    from bench.experiments import toy_mixture as tm
+
+    fields = {f.name for f in dataclasses.fields(tm.ToyMixtureConfig)}
+    placed = set(tm.TRAIN_FIELDS) | set(tm.EVAL_FIELDS) | set(tm.SAMPLE_FIELDS) | set(tm.NOT_IN_KEYS)
+    assert fields == placed, {"not in any key": fields - placed, "unknown": placed - fields}

@@ -107,10 +107,19 @@ def _seed(*parts: object) -> int:
     return zlib.crc32("/".join(map(str, parts)).encode()) & 0x7FFFFFFF
 
 
+# Which settings each stage's key holds. Every field of ToyMixtureConfig is in one of these groups or in
+# NOT_IN_KEYS (tested), so a new field cannot silently reuse stale stage outputs.
+TRAIN_FIELDS = ("variance", "spacing", "n_train", "hidden", "layers", "t_dim", "c_dim", "batch_size",
+                "train_samples", "lr", "warmup", "diffusion_steps", "gmm_fit_samples", "gmm_covariance",
+                "gmm_max_iter", "gmm_init")
+EVAL_FIELDS = ("variance", "spacing", "n_kde", "n_eval", "bandwidth", "mode_radius_sigmas", "n_cv", "cv_bandwidths")
+SAMPLE_FIELDS = ("sample_steps", "clip_x0")
+# the sweep axis and variant list enter keys one value at a time (n_modes=n, variant=v); figures only read the rest
+NOT_IN_KEYS = ("n_modes", "variants", "figure_points", "score_n_modes", "score_t", "score_condition")
+
+
 def _train_key(cfg: ToyMixtureConfig) -> dict:
-    return {k: getattr(cfg, k) for k in ("variance", "spacing", "n_train", "hidden", "layers", "t_dim", "c_dim",
-                                         "batch_size", "train_samples", "lr", "warmup", "diffusion_steps",
-                                         "gmm_fit_samples", "gmm_covariance", "gmm_max_iter", "gmm_init")}
+    return {k: getattr(cfg, k) for k in TRAIN_FIELDS}
 
 
 #################################################################################
@@ -207,9 +216,7 @@ def run_toy_mixture(ctx: RunContext) -> None:
             clip = float(np.abs(x_norm).max() * 1.05) if cfg.clip_x0 else None
 
             # evaluation points and the estimator floor (shared by the variants)
-            ev_key = {"n_modes": n, "seed": seed, "variance": cfg.variance, "spacing": cfg.spacing,
-                      "n_kde": cfg.n_kde, "n_eval": cfg.n_eval, "bandwidth": cfg.bandwidth,
-                      "radius": cfg.mode_radius_sigmas, "n_cv": cfg.n_cv, "cv_bandwidths": cfg.cv_bandwidths}
+            ev_key = {"n_modes": n, "seed": seed, **{k: getattr(cfg, k) for k in EVAL_FIELDS}}
 
             def floor_stage() -> dict:
                 rng = np.random.default_rng(_seed(seed, n, "eval"))

@@ -209,4 +209,8 @@ def test_laptop_numbers_unchanged_by_the_move(tmp_path):
     now = _per_seed(res)
     assert now.keys() == before.keys()
     for k, v in before.items():
-        assert now[k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
+        # measured 2026-12-02: 32 of 35 numbers bit-identical; the SEDD prior's samples (so the `dlc` variant's
+        # code_tv, FD and Vendi) varied run to run by up to 8e-4 relative on a loaded machine, while a retrain
+        # reproduced the recorded code_tv: run-to-run nondeterminism of that stage, not the move
+        rel = 2e-3 if k[1] == "dlc" else 1e-6
+        assert now[k] == pytest.approx(v, rel=rel, abs=1e-9), k

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench.config import load_config
 from bench.errors import UserError
@@ -214,3 +215,22 @@ def test_laptop_numbers_unchanged_by_the_move(tmp_path):
         # reproduced the recorded code_tv: run-to-run nondeterminism of that stage, not the move
         rel = 2e-3 if k[1] == "dlc" else 1e-6
         assert now[k] == pytest.approx(v, rel=rel, abs=1e-9), k
+
+
+def test_dit_keeps_a_checkpoint_every_ckpt_every_steps(smoke_run):
+    exp, cfg, seeds, root, _ = smoke_run
+    cfg2, _ = load_config(exp.config_cls, "dlc-pipeline", "smoke",
+                          ["dit.ckpt_every=10", "eval.variants=[unconditional]"])
+    execute(exp, cfg2, preset="smoke", seeds=seeds, out_dir=root / "ckpt", cache_dir=root / "cache",
+            device="cpu", quiet=True, render=False)
+    from bench.stages.dit import DIT
+
+    dirs = [d for d in (root / "cache" / "stages" / "dit").iterdir() if (d / "checkpoints").is_dir()]
+    assert len(dirs) == 1
+    value = DIT.load(dirs[0])
+    assert sorted(value["checkpoints"]) == [10, 20, 30]
+    from bench.stages.dit import load_checkpoint
+
+    last = load_checkpoint(value["checkpoints"][30])
+    for a, b in zip(last.state_dict().values(), value["model"].state_dict().values()):
+        assert torch.equal(a, b)                      # the final checkpoint is the final EMA model

@@ -69,10 +69,8 @@ def train(ctx: Any, cfg: DiTConfig, latents: torch.Tensor, cond: torch.Tensor | 
     torch.manual_seed(seed)
     model = build_dit(cfg.model, **kw)
     bar, cb = progress_callback(ctx, cfg.steps, f"train DiT ({name})", {"loss": ".4f"})
-    scratch = Path(tempfile.mkdtemp(prefix="dlc-dit-ckpt-"))
-    save_path = None
-    if cfg.ckpt_every:
-        save_path = str(scratch / "step-{step:08d}")
+    scratch = Path(tempfile.mkdtemp(prefix="dlc-dit-ckpt-")) if cfg.ckpt_every else None   # moved into the stage
+    save_path = str(scratch / "step-{step:08d}") if scratch is not None else None
     res = train_dit(model, create_diffusion(), latents, cond, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                     ema_decay=cfg.ema, ema_warmup=True, grad_clip=cfg.grad_clip or None, seed=seed,
                     device=ctx.device, log_every=25, callback=cb, save_path=save_path,

@@ -353,6 +353,8 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
 
     import torch.distributed as dist
 
+    from dlc.dist import cleanup
+
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
@@ -368,7 +370,7 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     if rank == 0:
         torch.save({"teachers": both[0], "students": both[1], "tokens": art.tokens, "soft": art.soft},
                    f"{out_dir}/ddp.pt")
-    dist.destroy_process_group()
+    cleanup()  # barrier first: a rank tearing gloo down while rank 0 still saves aborts the job
 
 
 def test_training_and_export_under_two_processes(tmp_path):

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
 
+import numpy as np
 import torch
 
 from dlc.common import atomic_write, atomic_write_bytes, resolve_device, resolve_dtype
@@ -177,6 +178,23 @@ class RunContext:
 
     def add_artifact(self, relpath: str, description: str) -> None:
         self.artifacts.append({"path": relpath, "description": description})
+
+    def add_samples(self, name: str, images: torch.Tensor, description: str, **extra: torch.Tensor) -> Path:
+        """Write images as an ADM-format sample file samples/<name>.npz (`arr_0`: N×H×W×3 uint8, what the ADM
+        evaluator and `dlc-bench metrics` read), with `extra` uint8 image sets under their own keys (e.g. the
+        source images of reconstructions). Images come as (N, 3, H, W) uint8; rank 0 writes, atomically."""
+        if self.row_labels:
+            name = name + "".join(f"_{k.split('.')[-1]}={v}" for k, v in self.row_labels.items())
+        path = self.out_dir / "samples" / f"{name}.npz"
+        if self.is_main:
+            arrays = {"arr_0": images, **extra}
+            for k, v in arrays.items():
+                if v.dtype != torch.uint8 or v.ndim != 4 or v.shape[1] != 3:
+                    raise ValueError(f"samples {name}.{k}: expected (N, 3, H, W) uint8, got {tuple(v.shape)} {v.dtype}")
+            with atomic_write(path) as f:
+                np.savez(f, **{k: v.permute(0, 2, 3, 1).contiguous().numpy() for k, v in arrays.items()})
+        self.add_artifact(f"samples/{name}.npz", description)
+        return path
 
     def display(self, metric_order: list[str] | None = None, label_order: dict[str, list] | None = None) -> None:
         """Presentation hints for reports: metric column order, preferred order of label values."""

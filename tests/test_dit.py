@@ -453,3 +453,72 @@ def test_pixel_vae_and_uint8_conversion():
                                                               0, 255).astype(np.uint8))
     with pytest.raises(ValueError, match="uint8"):
         pv.encode(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+
+
+# ----------------------------------------------------------------------------- respacing against ADM's respace.py
+
+def _adm_space_timesteps(T: int, counts: list[int]) -> list[int]:
+    """ADM/DiT `respace.space_timesteps`, written from its spec: per section, round the running float sum of
+    the stride (size−1)/(count−1) (1 for a count ≤ 1), starting at 0.0; the first T mod len sections are one
+    step longer."""
+    size_per, extra = divmod(T, len(counts))
+    start, steps = 0, []
+    for i, count in enumerate(counts):
+        size = size_per + (i < extra)
+        stride, cur = (1 if count <= 1 else (size - 1) / (count - 1)), 0.0
+        for _ in range(count):
+            steps.append(start + round(cur))
+            cur += stride
+        start += size
+    return sorted(set(steps))
+
+
+def _digest(rows) -> str:
+    import hashlib
+    import json
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
+
+
+# Computed by running facebookresearch/DiT diffusion/respace.py (commit ed81ce2) on the same inputs:
+# sha256 of json.dumps([sorted(space_timesteps(T, [n])) for n in 1..T]), and of the section strings below.
+_ADM_ALL_N = {250: "c9c66b8c3b30180b", 1000: "c6f7236b85606b3d"}
+_ADM_SPECS = ["10,15,20", "1,1,1", "3,5,7,11", "21,21", "60,70,74"]
+_ADM_SPEC_DIGEST = {300: "2a843ef5bd376edb", 1000: "08dec79d04e21250", 1001: "16354a4caacda2f5"}
+
+
+@pytest.mark.parametrize("T", [250, 1000])
+def test_space_timesteps_equals_adm_respace_for_every_step_count(T):
+    from dlc.dit import space_timesteps
+    ours = [space_timesteps(T, n) for n in range(1, T + 1)]
+    assert _digest(ours) == _ADM_ALL_N[T]
+    assert ours == [_adm_space_timesteps(T, [n]) for n in range(1, T + 1)]
+    assert all(space_timesteps(T, str(n)) == ours[n - 1] for n in range(1, T + 1))
+    # the accumulated sum is not round(j·stride): 64 (T=250) / 278 (T=1000) step counts tell the two apart
+    naive = [n for n in range(2, T + 1) if ours[n - 1] != sorted({round(j * ((T - 1) / (n - 1))) for j in range(n)})]
+    assert len(naive) == {250: 64, 1000: 278}[T] and naive[0] == 21
+
+
+def test_space_timesteps_sections_and_ddim_equal_adm_respace():
+    from dlc.dit import space_timesteps
+    assert space_timesteps(1000, 21) == [0, 50, 100, 150, 200, 250, 300, 350, 400, 450, 499, 549, 599, 649, 699, 749,
+                                         799, 849, 899, 949, 999]   # respace.py: 499, not round(10·49.95) = 500
+    assert space_timesteps(300, "10,15,20") == [
+        0, 11, 22, 33, 44, 55, 66, 77, 88, 99, 100, 107, 114, 121, 128, 135, 142, 149, 157, 164, 171, 178, 185, 192,
+        199, 200, 205, 210, 216, 221, 226, 231, 236, 242, 247, 252, 257, 263, 268, 273, 278, 283, 289, 294, 299]
+    assert space_timesteps(1001, [3, 5, 7, 11]) == [0, 125, 250, 251, 313, 375, 438, 500, 501, 543, 584, 625, 667,
+                                                    709, 750, 751, 776, 801, 826, 851, 875, 900, 925, 950, 975, 1000]
+    for T, digest in _ADM_SPEC_DIGEST.items():
+        rows = [space_timesteps(T, spec) for spec in _ADM_SPECS]
+        assert _digest(rows) == digest
+        assert rows == [_adm_space_timesteps(T, [int(c) for c in spec.split(",")]) for spec in _ADM_SPECS]
+    for n in range(2, 251):   # ddimN: the smallest stride in 1..T−1 with exactly N steps, else refused
+        strides = [k for k in range(1, 250) if len(range(0, 250, k)) == n]
+        if strides:
+            assert space_timesteps(250, f"ddim{n}") == list(range(0, 250, strides[0]))
+        else:
+            with pytest.raises(ValueError, match="DDIM steps"):
+                space_timesteps(250, f"ddim{n}")
+    with pytest.raises(ValueError, match="DDIM steps"):   # respace.py has no stride T either
+        space_timesteps(1000, "ddim1")
+    with pytest.raises(ValueError, match="bad timestep respacing"):
+        space_timesteps(1000, "ddimx")

@@ -76,7 +76,7 @@ def test_numbers_unchanged_by_the_move_to_shared_stages(smoke_run):
     """The smoke numbers equal those recorded at c6dd1f4, before the pipeline was split into shared stages."""
     before = _per_seed(json.loads(BEFORE.read_text()))
     now = _per_seed(smoke_run[-1])
-    assert now.keys() == before.keys()
+    assert before.keys() <= now.keys()     # new metrics since (factor agreement, code-swap gap, …) come on top
     for k, v in before.items():
         assert now[k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
 
@@ -208,7 +208,7 @@ def test_laptop_numbers_unchanged_by_the_move(tmp_path):
                   device="cpu", quiet=True, render=False)
     before = _per_seed(json.loads((BEFORE.parent / "dlc_pipeline_laptop_c6dd1f4.json").read_text()))
     now = _per_seed(res)
-    assert now.keys() == before.keys()
+    assert before.keys() <= now.keys()     # new metrics since (factor agreement, code-swap gap, …) come on top
     for k, v in before.items():
         # measured 2026-12-02: 32 of 35 numbers bit-identical; the SEDD prior's samples (so the `dlc` variant's
         # code_tv, FD and Vendi) varied run to run by up to 8e-4 relative on a loaded machine, while a retrain

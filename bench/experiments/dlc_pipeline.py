@@ -23,6 +23,7 @@ import torch
 from ..codestats import code_tv, copy_fraction
 from ..conditioning import CONDITIONING
 from ..experiment import experiment
+from ..fidelity import fidelity_rows
 from ..run import RunContext
 from ..stages import dit as sdit, encoder as senc, features as sfeat, prior as sprior
 from ..stages.data import DATA, DataConfig, load_split
@@ -43,10 +44,11 @@ class EvalConfig:
     resize: str = ""                 # '' = the extractor's default (legacy-tf / clean)
     feature_batch_size: int = 100
     bootstrap: int = 0               # bootstrap resamples for the Fréchet distance CI (0: none)
-    probe_factors: tuple[str, ...] = ("shape", "colour")
+    probe_factors: tuple[str, ...] = ("shape", "colour", "size", "x", "y", "background")
     probe_n: int = 3000              # train codes for the probes (test codes are the probe test set)
     n_compose: int = 8               # composition pairs in the figure
     grid: int = 64                   # images per sample grid
+    save_samples: bool = True        # samples/<variant>.npz in the run directory (ADM format)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class DLCPipelineConfig:
         if bad:
             raise ValueError(f"unknown variant(s) {bad}.{did_you_mean(bad[0], list(VARIANTS))} "
                              f"Choose from {', '.join(VARIANTS)}")
+        self.dit_sampling.check(self.dit)
         if self.eval.n_samples > self.data.n_test and "dlc-recon" in self.eval.variants:
             raise ValueError(f"eval.n_samples={self.eval.n_samples} exceeds data.n_test={self.data.n_test}, "
                              f"but dlc-recon needs one held-out image per sample; lower eval.n_samples")
@@ -88,8 +91,10 @@ def run_dlc_pipeline(ctx: RunContext) -> None:
     cfg: DLCPipelineConfig = ctx.config
     extractor = build_extractor(ctx, cfg.eval)       # fail early (missing weights) before training
     fd_key = extractor.metric_label()
-    ctx.display(metric_order=[fd_key, "precision", "recall", "density", "coverage", "vendi", "probe_top1",
-                              "code_tv", "code_copy_frac", "train_loss"], label_order={"variant": list(VARIANTS)})
+    ctx.display(metric_order=[fd_key, "precision", "recall", "density", "coverage", "vendi", "factor_agreement",
+                              "object_frac", "source_mse", "render_mse", "nearest_real_mse", "code_swap_ratio",
+                              "probe_top1", "code_tv", "code_copy_frac", "train_loss"],
+                label_order={"variant": list(VARIANTS)})
     with ctx.timer("data"):
         train, test = load_split(cfg.data, "train"), load_split(cfg.data, "test")
     ctx.log(f"data: {len(train)} train / {len(test)} test images {tuple(train.image_shape)}")
@@ -148,16 +153,25 @@ def run_dlc_pipeline(ctx: RunContext) -> None:
                         upstream=[k_data], seed=cfg.data.seed)
         latents = ctx.stage(sdit.LATENTS, k_lat, lambda: sdit.encode_latents(ctx, cfg.dit, train, cfg.data.seed),
                             desc="images → DiT inputs")
+        k_hlat = ctx.key(sdit.LATENTS, {"vae": cfg.dit.vae, "batch_size": cfg.dit.encode_batch_size, "split": "test"},
+                         upstream=[k_data], seed=cfg.data.seed)
+        held = ctx.stage(sdit.LATENTS, k_hlat, lambda: sdit.encode_latents(
+            ctx, cfg.dit, test.subset(range(min(cfg.dit.monitor_n, len(test)))), cfg.data.seed),
+            desc="held-out images → DiT inputs (code-swap gap)")
         dits, k_dits = {}, {}
         for cname in dict.fromkeys(VARIANTS[v][0] for v in cfg.eval.variants if VARIANTS[v][0]):
             c = CONDITIONING.get(cname)
             cond = None if c.representation is None else tr.tokens
             shape = {} if cond is None else {"dlc_length": cfg.encoder.L, "dlc_vocab": V}
             k_dits[cname] = ctx.key(sdit.DIT, {"dit": cfg.dit, "cond": c.dit_cond, "shape": shape},
-                                    upstream=[k_lat] + ([k_codes] if cond is not None else []), seed=seed)
-            dits[cname] = ctx.stage(sdit.DIT, k_dits[cname],
-                                    lambda: sdit.train(ctx, cfg.dit, latents, cond, c.dit_cond, shape, seed, cname),
-                                    desc=f"DiT | {cname} seed={seed}")
+                                    upstream=[k_lat] + ([k_codes, k_hlat] if cond is not None else []), seed=seed)
+            dits[cname] = ctx.stage(sdit.DIT, k_dits[cname], lambda: sdit.train(
+                ctx, cfg.dit, latents, cond, c.dit_cond, shape, seed, cname, held_out=(held, te.tokens[:len(held)])),
+                desc=f"DiT | {cname} seed={seed}")
+            for r in (dits[cname]["monitor"][-1]["code_swap_gap"] if dits[cname]["monitor"] else []):
+                for against in ("shuffled", "null"):   # held-out clean-image error, other code / true code
+                    ctx.add_metric("code_swap_ratio", r[f"{against}_ratio"], higher_is_better=True, seed=seed,
+                                   against=against, t_bin=f"{r['t_lo']:.2f}-{r['t_hi']:.2f}", n=r["n"])
             ctx.add_metric("train_loss", float(np.mean(dits[cname]["losses"][-100:])), higher_is_better=None,
                            seed=seed, stage=f"dit-{'unconditional' if cname == 'none' else cname}", n=cfg.dit.steps)
 
@@ -178,6 +192,15 @@ def run_dlc_pipeline(ctx: RunContext) -> None:
                     desc=f"{n} samples: {variant} seed={seed}")
             if seed == ctx.seeds[0]:
                 figure_sets[variant] = imgs[:cfg.eval.grid]
+            src = test.images[:n] if source == "held-out" else None
+            tgt = {"held-out": {f: v[:n] for f, v in test.factors.items()},
+                   None: {f: v[:n] for f, v in train.factors.items()} if cname is None else None}.get(source)
+            ctx.add_rows(fidelity_rows(imgs, dataset=cfg.data.dataset, train_images=train.images, target=tgt,
+                                       source=src, variant=variant, seed=seed))
+            if cfg.eval.save_samples and seed == ctx.seeds[0] and cname is not None:
+                ctx.add_samples(variant, imgs, f"{variant} samples (ADM npz: arr_0 N×H×W×3 uint8"
+                                + ("; source: the held-out images whose DLCs conditioned them)" if src is not None
+                                   else ")"), **({"source": src} if src is not None else {}))
             k_f = ctx.key(sfeat.FEATURES, fcfg, upstream=[k_imgs])
             fake_f = ctx.stage(sfeat.FEATURES, k_f, lambda: sfeat.extract(ctx, extractor, imgs,
                                                                           cfg.eval.feature_batch_size),

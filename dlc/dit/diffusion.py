@@ -64,21 +64,26 @@ def get_betas(schedule: str, num_timesteps: int = 1000, *, start: float | None =
 
 
 def space_timesteps(num_timesteps: int, section_counts: int | str | Sequence[int]) -> list[int]:
-    """Timesteps kept when respacing a T-step process (sorted).
+    """Timesteps kept when respacing a T-step process (sorted), by ADM's rule (`respace.space_timesteps` of
+    guided-diffusion / DiT): the same steps for every T and every step count.
 
-    An int or "N" keeps N steps evenly spread over [0, T−1]: t_i = round(i·(T−1)/(N−1)), i = 0..N−1 (the ADM
-    rule; "250" over 1000 steps keeps 0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64, 68, ...
-    with a stride of 999/249 ≈ 4.012). "a,b,c" splits [0, T) into equal sections and spreads a, b, c steps
-    over each. "ddimN" keeps range(0, T, k) for the integer stride k giving exactly N steps (DDIM's rule).
+    An int or "N" keeps N steps spread over [0, T−1] by accumulating the fractional stride s = (T−1)/(N−1) and
+    rounding the running total: t_0 = round(0.0), t_i = round(s + s + ... + s) (i float additions, Python's
+    round-half-even), which is not always round(i·s): N = 21 over 1000 steps keeps 499 where round(10·49.95)
+    would give 500. "250" over 1000 steps keeps 0, 4, 8, 12, 16, 20, ... 999 (s = 999/249 ≈ 4.012). "a,b,c"
+    (or a sequence) splits [0, T) into len sections, the first T mod len one step longer, and spreads a, b, c
+    steps over each the same way (a count of 1 keeps the section's first step). "ddimN" keeps range(0, T, k) for
+    the smallest integer stride k in 1..T−1 giving exactly N steps (DDIM's rule; like ADM, no k = T, so
+    "ddim1" is refused). Unlike ADM, a section of 0 steps is refused rather than dropped.
     """
     T = int(num_timesteps)
     if isinstance(section_counts, str):
-        if section_counts.startswith("ddim"):
+        if section_counts.startswith("ddim") and section_counts[4:].strip().isdigit():
             n = int(section_counts[4:])
-            for stride in range(1, T + 1):
+            for stride in range(1, T):
                 if len(range(0, T, stride)) == n:
                     return list(range(0, T, stride))
-            raise ValueError(f"cannot take exactly {n} DDIM steps out of {T} with an integer stride")
+            raise ValueError(f"cannot take exactly {n} DDIM steps out of {T} with an integer stride below {T}")
         try:
             section_counts = [int(s) for s in section_counts.split(",")]
         except ValueError:
@@ -93,7 +98,10 @@ def space_timesteps(num_timesteps: int, section_counts: int | str | Sequence[int
             raise ValueError(f"cannot take {count} steps from a section of {size} steps "
                              f"(respacing {section_counts} of a {T}-step process)")
         stride = 1.0 if count <= 1 else (size - 1) / (count - 1)
-        kept += [start + round(j * stride) for j in range(count)]
+        cur = 0.0                      # accumulated, not j·stride: ADM rounds the running float sum
+        for _ in range(count):
+            kept.append(start + round(cur))
+            cur += stride
         start += size
     return sorted(set(kept))
 
@@ -185,6 +193,11 @@ class GaussianDiffusion:
             arr = self._cache[key] = getattr(self, name).to(device=like.device, dtype=like.dtype)
         out = arr[t.to(like.device)]
         return out.reshape(-1, *([1] * (like.ndim - 1)))
+
+    def sample_timesteps(self, n: int, generator: torch.Generator | None = None,
+                         device: str | torch.device = "cpu") -> torch.Tensor:
+        """(n,) training timestep indices, uniform over [0, T) (DDPM/ADM/DiT)."""
+        return torch.randint(0, self.num_timesteps, (n,), generator=generator, device=device)
 
     def model_timesteps(self, t: torch.Tensor) -> torch.Tensor:
         """Indices of this (possibly respaced) process → timesteps of the original process (what models see)."""

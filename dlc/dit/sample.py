@@ -1,4 +1,5 @@
-"""Sampling a DiT: ancestral (DDPM, 250 respaced steps by default) or DDIM, with classifier-free guidance.
+"""Sampling a DiT: for a Gaussian diffusion ancestral (DDPM, 250 respaced steps by default) or DDIM; for flow
+matching Euler or Heun ODE steps; with classifier-free guidance.
 
 Every random number of sample i comes from `PerSampleRNG(seed, [i])`, where i is the sample's *global*
 index (start_index + row, or `indices`), so the result does not depend on the batch size, on how the
@@ -13,6 +14,7 @@ from torch import nn
 
 from ..common import PerSampleRNG, autocast, resolve_device
 from .diffusion import GaussianDiffusion
+from .flow import FLOW_SAMPLERS, FlowMatching
 from .vae import PixelVAE, SDVAE, to_uint8
 
 __all__ = ["sample_dit", "decode_latents"]
@@ -23,7 +25,7 @@ def _rows(cond: Any, sl: slice) -> Any:
 
 
 @torch.no_grad()
-def sample_dit(model: nn.Module, diffusion: GaussianDiffusion, cond: Any = None, *, num_samples: int | None = None,
+def sample_dit(model: nn.Module, diffusion: GaussianDiffusion | FlowMatching, cond: Any = None, *, num_samples: int | None = None,
                cfg_scale: float = 1.0, guided_channels: int | None = None, steps: int | str | None = 250,
                seed: int = 0, start_index: int = 0, indices: Sequence[int] | None = None, batch_size: int = 64,
                device: str | torch.device = "auto", sampler: str = "ddpm", eta: float = 0.0,
@@ -34,11 +36,16 @@ def sample_dit(model: nn.Module, diffusion: GaussianDiffusion, cond: Any = None,
       unconditional DiT (then give num_samples).
     cfg_scale: guidance scale s (1: the conditional model, no null pass); guided_channels: how many leading ε
       channels are guided (None: all in_channels, the DLC convention; 3: the DiT/RCG convention).
-    steps: respacing of `diffusion` (e.g. 250; None keeps it as given). sampler: "ddpm" (ancestral) or "ddim".
+    steps: respacing of a Gaussian `diffusion` (e.g. 250; None keeps it as given) or the ODE steps of a flow.
+    sampler: "ddpm" (ancestral) or "ddim" for a GaussianDiffusion; "euler" or "heun" for a FlowMatching.
     seed, start_index / indices: sample i uses the noise of global index start_index + i (or indices[i]).
     """
-    if sampler not in ("ddpm", "ddim"):
-        raise ValueError(f"sampler={sampler!r}; choose 'ddpm' or 'ddim'")
+    flow = isinstance(diffusion, FlowMatching)
+    samplers = FLOW_SAMPLERS if flow else ("ddpm", "ddim")
+    if sampler not in samplers:
+        raise ValueError(f"sampler={sampler!r} for {type(diffusion).__name__}; choose one of {samplers}")
+    if flow and (not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"flow matching needs an integer number of ODE steps ≥ 1 (got steps={steps!r})")
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1; got {batch_size}")
     n = len(cond) if cond is not None else num_samples
@@ -61,7 +68,7 @@ def sample_dit(model: nn.Module, diffusion: GaussianDiffusion, cond: Any = None,
     guide = cfg_scale != 1.0
     if guide and cond is None:
         raise ValueError("cfg_scale ≠ 1 needs a condition (classifier-free guidance)")
-    sdiff = diffusion.respace(steps)
+    sdiff = diffusion if flow else diffusion.respace(steps)
     shape = (cfg.in_channels, cfg.input_size, cfg.input_size)
 
     was_training = m.training
@@ -78,7 +85,10 @@ def sample_dit(model: nn.Module, diffusion: GaussianDiffusion, cond: Any = None,
             else:
                 model_fn = lambda x, t: m(x, t, c)
             with autocast(dev):
-                if sampler == "ddpm":
+                if flow:
+                    x = sdiff.sample_loop(model_fn, (sl.stop - sl.start, *shape), rng, steps=steps, sampler=sampler,
+                                          clip_denoised=clip_denoised, progress=progress)
+                elif sampler == "ddpm":
                     x = sdiff.p_sample_loop(model_fn, (sl.stop - sl.start, *shape), rng,
                                             clip_denoised=clip_denoised, progress=progress)
                 else:

@@ -18,6 +18,7 @@ from torch import nn
 from .. import dist as ddist
 from ..common import EMA, autocast, seed_for
 from .diffusion import GaussianDiffusion
+from .flow import FlowMatching
 from .models import save_dit
 
 __all__ = ["TrainResult", "train_diffusion", "train_dit"]
@@ -32,6 +33,7 @@ class TrainResult:
     ema: nn.Module
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    monitor: list[dict] = field(default_factory=list)   # {"step": s, **monitor(ema, s)} every monitor_every steps
 
 
 def _optimizer(params, lr: float, weight_decay: float, device: torch.device) -> torch.optim.Optimizer:
@@ -39,18 +41,22 @@ def _optimizer(params, lr: float, weight_decay: float, device: torch.device) -> 
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
-def train_diffusion(model: nn.Module, diffusion: GaussianDiffusion, data: torch.Tensor, cond: Any = None, *,
+def train_diffusion(model: nn.Module, diffusion: GaussianDiffusion | FlowMatching, data: torch.Tensor, cond: Any = None, *,
                     steps: int, batch_size: int, lr: float, weight_decay: float = 0.0, ema_decay: float = 0.9999,
                     ema_warmup: bool = False, seed: int = 0, device: str | torch.device = "auto",
                     grad_clip: float | None = None, drop_prob: float = 0.0, log_every: int = 100,
                     callback: Callback | None = None, save: Callable[[nn.Module, int], Any] | None = None,
-                    save_every: int | None = None) -> TrainResult:
-    """Generic loop: model(x_t, t) or model(x_t, t, cond, drop=...) is trained with diffusion.training_losses.
+                    save_every: int | None = None, monitor: Callable[[nn.Module, int], dict] | None = None,
+                    monitor_every: int | None = None) -> TrainResult:
+    """Generic loop: model(x_t, t) or model(x_t, t, cond, drop=...) is trained with diffusion.training_losses at
+    times diffusion.sample_timesteps (a GaussianDiffusion: uniform indices; a FlowMatching: flow times).
 
     data: (N, ...) training examples; cond: None or a tensor with N rows; drop_prob: per-row probability of
     the null condition. callback(step, logs) is called every `log_every` steps and at the end on rank 0, with
     logs = {loss: mean over the interval, mse / vb: last step, lr, steps_per_s};
-    save(ema_model, step) every `save_every` steps and at the end on rank 0.
+    save(ema_model, step) every `save_every` steps and at the end on rank 0; monitor(ema_model, step) → dict
+    (e.g. `dlc.dit.diagnostics.code_swap_gap` on held-out data) every `monitor_every` steps and at the end on
+    rank 0, kept in TrainResult.monitor.
     """
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be ≥ 1 (got steps={steps}, batch_size={batch_size})")
@@ -68,14 +74,14 @@ def train_diffusion(model: nn.Module, diffusion: GaussianDiffusion, data: torch.
     opt = _optimizer([p for p in model.parameters() if p.requires_grad], lr, weight_decay, dev)
     batches = ddist.index_stream(len(data), local_bs, info, seed)
     g = torch.Generator(device=dev).manual_seed(seed_for(seed, info.rank, stream=2))
-    T = diffusion.num_timesteps
 
     losses: list[torch.Tensor] = []
+    watched: list[dict] = []
     t0 = time.perf_counter()
     for step in range(1, steps + 1):
         idx = next(batches)
         x = data[idx].to(dev, non_blocking=True).float()
-        t = torch.randint(0, T, (local_bs,), generator=g, device=dev)
+        t = diffusion.sample_timesteps(local_bs, g, dev)
         noise = torch.randn(x.shape, generator=g, device=dev)
         if cond is None:
             model_fn = lambda xt, tt: net(xt, tt)
@@ -104,17 +110,20 @@ def train_diffusion(model: nn.Module, diffusion: GaussianDiffusion, data: torch.
             callback(step, logs)
         if info.is_main and save is not None and (last or (save_every and step % save_every == 0)):
             save(ema.model, step)
+        if info.is_main and monitor is not None and (last or (monitor_every and step % monitor_every == 0)):
+            watched.append({"step": step, **monitor(ema.model, step)})
     ddist.barrier()
     return TrainResult(model=model, ema=ema.model, losses=torch.stack(losses).float().cpu().tolist(),
-                       seconds=time.perf_counter() - t0)
+                       seconds=time.perf_counter() - t0, monitor=watched)
 
 
-def train_dit(model: nn.Module, diffusion: GaussianDiffusion, latents: torch.Tensor, cond: Any = None, *,
+def train_dit(model: nn.Module, diffusion: GaussianDiffusion | FlowMatching, latents: torch.Tensor, cond: Any = None, *,
               steps: int, batch_size: int = 256, lr: float = 1e-4, weight_decay: float = 0.0,
               ema_decay: float = 0.9999, ema_warmup: bool = False, seed: int = 0,
               device: str | torch.device = "auto", grad_clip: float | None = None, log_every: int = 100,
               callback: Callback | None = None, save_path: str | Path | None = None,
-              save_every: int | None = None) -> TrainResult:
+              save_every: int | None = None, monitor: Callable[[nn.Module, int], dict] | None = None,
+              monitor_every: int | None = None) -> TrainResult:
     """Train a DiT on pre-extracted latents (N, C, H, W) (or pixels in [-1, 1]) with conditions `cond`
     (None for cond='none'; tokens (N, L), soft codes (N, L, V), vectors (N, d) or labels (N,)).
 
@@ -143,4 +152,5 @@ def train_dit(model: nn.Module, diffusion: GaussianDiffusion, latents: torch.Ten
     return train_diffusion(model, diffusion, latents, cond, steps=steps, batch_size=batch_size, lr=lr,
                            weight_decay=weight_decay, ema_decay=ema_decay, ema_warmup=ema_warmup, seed=seed,
                            device=device, grad_clip=grad_clip, drop_prob=cfg.drop_prob if cond is not None else 0.0,
-                           log_every=log_every, callback=callback, save=save, save_every=save_every)
+                           log_every=log_every, callback=callback, save=save, save_every=save_every,
+                           monitor=monitor, monitor_every=monitor_every)

@@ -13,11 +13,16 @@ plus three reserved keys:
 Files whose name starts with '_' are include-only bases, not listed or run as presets; `sweep: null`
 drops an included sweep. A user's own file (`dlc-bench run NAME --config FILE.yaml`) has the same form
 and may include built-in presets (`include: dlc-pipeline/laptop`).
+
+Experiment and preset names (`--preset P`, `include: P`, `include: E/P`) are names, `[a-z0-9_-]+`, looked
+up only as `<presets folder>/<E>/<P>.yaml`: a path (`../x`, `/tmp/x`, `x.y`) is a UserError, never read.
+Only an include ending in .yaml is a path (relative to the including file).
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -28,6 +33,7 @@ from .errors import UserError
 from .registry import did_you_mean
 
 RESERVED_PRESET_KEYS = ("include", "seeds", "sweep")
+_NAME = re.compile(r"[a-z0-9_-]+")     # experiment and preset names: never a path
 
 
 def configs_dir() -> Path:
@@ -60,12 +66,16 @@ def available_presets(experiment: str) -> list[str]:
 
 def _preset_file(experiment: str, preset: str, where: str = "", include: bool = False) -> Path:
     prefix = f"{where}: " if where else ""
-    valid_name = bool(preset) and not any(c in preset for c in "/\\") and not preset.startswith(".")
+    for kind, name in (("experiment", experiment), ("preset", preset)):
+        if not _NAME.fullmatch(name):
+            raise UserError(f"{prefix}{kind} {name!r} is not a name: use only a-z, 0-9, '_' and '-'",
+                            hint="include a path ending in .yaml, relative to this file" if include
+                            else "use --config FILE.yaml for your own file")
     path = preset_path(experiment, preset)
-    if valid_name and not include and preset.startswith("_") and path.exists():
+    if not include and preset.startswith("_") and path.exists():
         raise UserError(f"{prefix}preset {preset!r} of {experiment!r} is an include-only base, not a preset",
                         hint=f"use one of {', '.join(available_presets(experiment)) or '(none)'}, or include it")
-    if valid_name and path.is_file():
+    if path.is_file():
         return path
     if not (configs_dir() / experiment).is_dir():
         exps = sorted(p.name for p in configs_dir().iterdir() if p.is_dir()) if configs_dir().is_dir() else []

@@ -148,7 +148,8 @@ class Results:
         """Check and convert a results dict (e.g. parsed results.json). Keys outside the schema are ignored.
 
         Raises UserError (with a hint) on a wrong or missing schema_version, missing required keys, or a
-        main field of the wrong type.
+        field of the wrong type: a main field, a metric row's columns or labels, a figure entry, the timings,
+        git commit, stage seconds or display hints (everything a report reads, so rendering never crashes).
         """
         if not isinstance(d, Mapping):
             raise UserError(f"{source} is not a results record (a JSON object), got {type(d).__name__}",
@@ -206,6 +207,58 @@ _DICT_FIELDS = ("config", "git", "environment", "timings", "cache", "display")
 _LIST_FIELDS = ("seeds", "stages", "metrics", "figures", "artifacts", "notes")
 
 
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _row_problem(r: Mapping) -> str | None:
+    """What is wrong with one metric row (the columns' types; label values must be JSON scalars), or None."""
+    if not isinstance(r.get("metric"), str) or not r["metric"] or "value" not in r:
+        return "should have a string 'metric' and a 'value'"
+    for k in ("value", "ci_low", "ci_high"):
+        if r.get(k) is not None and not _is_num(r[k]):
+            return f"{k} should be a number or null, got {type(r[k]).__name__}"
+    for k in ("n", "seed"):
+        if r.get(k) is not None and not (isinstance(r[k], int) and not isinstance(r[k], bool)):
+            return f"{k} should be an integer or null, got {type(r[k]).__name__}"
+    if r.get("higher_is_better") is not None and not isinstance(r["higher_is_better"], bool):
+        return f"higher_is_better should be true, false or null, got {type(r['higher_is_better']).__name__}"
+    label = next((k for k, x in r.items() if k not in METRIC_COLUMNS
+                  and x is not None and not isinstance(x, (str, int, float))), None)
+    if label is not None:
+        return f"label {label!r} should be a string, number, boolean or null, got {type(r[label]).__name__}"
+    return None
+
+
+def _figure_problem(f: Mapping) -> str | None:
+    if not isinstance(f.get("name"), str) or not isinstance(f.get("path"), str) or not f["path"]:
+        return "should have a string 'name' and a non-empty string 'path'"
+    if f.get("caption") is not None and not isinstance(f["caption"], str):
+        return f"caption should be a string or null, got {type(f['caption']).__name__}"
+    return None
+
+
+def _part_problems(v: Mapping[str, Any]) -> list[str]:
+    """The parts a report reads beside the metric rows: timings, the commit, stage seconds, display hints."""
+    out: list[str] = []
+    t, git, stages, d = v["timings"], v["git"], v["stages"], v.get("display")
+    if isinstance(t, Mapping) and ("total" not in t or not all(_is_num(x) for x in t.values())):
+        out.append("timings should map names to seconds (numbers), with a 'total'")
+    if isinstance(git, Mapping) and git.get("commit") is not None and not isinstance(git["commit"], str):
+        out.append("git.commit should be a string or null")
+    if isinstance(stages, (list, tuple)) and any(isinstance(s, Mapping) and s.get("seconds") is not None
+                                                 and not _is_num(s["seconds"]) for s in stages):
+        out.append("the seconds of a stage should be a number")
+    if isinstance(d, Mapping):
+        order, labels = d.get("metric_order"), d.get("label_order")
+        if order is not None and not (isinstance(order, list) and all(isinstance(m, str) for m in order)):
+            out.append("display.metric_order should be a list of metric names")
+        if labels is not None and not (isinstance(labels, Mapping)
+                                       and all(isinstance(x, list) for x in labels.values())):
+            out.append("display.label_order should map label columns to lists of values")
+    return out
+
+
 def _type_problems(v: Mapping[str, Any]) -> list[str]:
     out: list[str] = []
 
@@ -231,11 +284,12 @@ def _type_problems(v: Mapping[str, Any]) -> list[str]:
             out.append(f"{name} should be a list of objects")
     if isinstance(v.get("notes"), (list, tuple)) and not all(isinstance(x, str) for x in v["notes"]):
         out.append("notes should be a list of strings")
-    if isinstance(v["metrics"], (list, tuple)):
-        for i, r in enumerate(v["metrics"]):
-            if isinstance(r, Mapping) and (not isinstance(r.get("metric"), str) or "value" not in r):
-                out.append(f"metrics[{i}] should have a string 'metric' and a 'value'")
-                break
+    for name, check in (("metrics", _row_problem), ("figures", _figure_problem)):
+        if isinstance(v.get(name), (list, tuple)):
+            found = next(((i, p) for i, x in enumerate(v[name]) if isinstance(x, Mapping) and (p := check(x))), None)
+            if found:
+                out.append(f"{name}[{found[0]}] {found[1]}")
+    out += _part_problems(v)
     if not isinstance(v.get("schema_version", SCHEMA_VERSION), int):
         bad("schema_version", "an integer")
     sweep = v.get("sweep")

@@ -1,8 +1,11 @@
 """Render stored results as self-contained HTML (figures inlined as data URIs, no server).
 
-Only reads `results.json` (through `bench.schema`, which checks its schema version) and the figure
-files next to it; never recomputes a metric. Imports nothing of the harness but `bench.schema` and
-`bench.errors`, and nothing of `dlc`, so rendering never imports torch.
+Only reads `results.json` (through `bench.schema`, which checks its schema version and field types) and
+the figure files inside its run directory; never recomputes a metric. A figure whose path leads outside the
+run directory (absolute, through `..`, or through a symlink: checked after `Path.resolve()`) is never read:
+it is left out of the report with a one-line `warning:` on stderr (the report still renders, as it does
+when a figure file is missing). Imports nothing of the harness but `bench.schema` and `bench.errors`, and
+nothing of `dlc`, so rendering never imports torch.
 - `render_run(run_dir)`         → run_dir/report.html
 - `render_index(run_dirs, out)` → one page linking several runs (a suite) with a comparison table.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 import base64
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -76,7 +80,7 @@ def arrow(hib: Any) -> str:
 
 
 def data_uri(path: Path) -> str | None:
-    if not path.exists():
+    if not path.is_file():
         return None
     mime = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}.get(
         path.suffix.lower(), "application/octet-stream")
@@ -193,9 +197,28 @@ def _commit(git: Mapping) -> str:
     return (git.get("commit") or "unknown")[:12] + (" (dirty)" if git.get("dirty") else "")
 
 
+def _figure_src(run_dir: Path, fig: Mapping) -> str | None:
+    """The figure as a data URI (its relative path when the file is missing); None, with a warning on stderr
+    and nothing read, when its path resolves (symlinks followed) outside the run directory."""
+    try:
+        path = (run_dir / fig["path"]).resolve()
+        inside = path.is_relative_to(run_dir.resolve())
+    except (OSError, ValueError):       # a NUL byte, a symlink loop
+        inside = False
+    if not inside:
+        print(f"warning: figure {fig['name']!r} at {fig['path']!r} lies outside the run directory {run_dir}; "
+              "left out of the report", file=sys.stderr)
+        return None
+    return data_uri(path) or fig["path"]
+
+
 def _context(results: Results, run_dir: Path) -> dict:
     rows = list(results.metrics)
-    figures = [{**f, "src": data_uri(run_dir / f["path"]) or f["path"]} for f in results.figures]
+    figures = []
+    for f in results.figures:
+        src = _figure_src(run_dir, f)
+        if src is not None:
+            figures.append({**f, "src": src})
     return {
         "r": results,
         "title": f"{results.experiment} · {results.preset or 'custom'}",
@@ -215,7 +238,8 @@ def _context(results: Results, run_dir: Path) -> dict:
 
 
 def render_run(run_dir: str | os.PathLike) -> Path:
-    """Render run_dir/results.json to run_dir/report.html (UserError if it is missing or not this schema)."""
+    """Render run_dir/results.json to run_dir/report.html (UserError if it is missing, not JSON or not this
+    schema). Reads no file outside run_dir: a figure path leading outside is skipped with a `warning:`."""
     run_dir = Path(run_dir)
     results = read_results(run_dir)
     page = _env.get_template("run.html.j2").render(**_context(results, run_dir))

@@ -76,6 +76,33 @@ def test_tie_conventions_le_for_pr_lt_for_density():
     assert out["density"] == 0.0  # `<` does not
 
 
+def test_tie_conventions_one_exact_tie_per_metric():
+    """Each metric has exactly one pair at distance equal to the radius, so flipping any one comparison in
+    bench/metrics/prdc.py (`<=` ↔ `<`) changes that metric. 1-D integers: the squared distances are exact.
+    Default k: 3 for precision/recall, 5 for density/coverage (radius = distance to the k-th other point).
+    - precision `<=`: fake 12 lies on the ball of real 9 (radius 3)                  → 2/7 (1/7 with `<`)
+    - recall `<=`: real 5 lies on the ball of fake 11 (radius 6 among the fakes)      → 5/7 (4/7 with `<`)
+    - density `<`: fake 11 lies on the 5-NN ball of real 7 (radius 4)                 → 5/35 (6/35 with `<=`)
+    - coverage `<`: real 7's nearest fake, 11, is exactly at its 5-NN radius 4         → 2/7 (3/7 with `<=`)
+    Checked by running the official `prdc` package (clovaai, 0.2, `<` throughout) on these points: density and
+    coverage (nearest_k=5) as here, precision 1/7 and recall 4/7 (nearest_k=3, its `<`); `<=` is ADM's and
+    torch-fidelity's rule for precision/recall (compared below)."""
+    from torch_fidelity.metric_prc import calculate_precision_recall_full
+
+    real = np.array([0, 3, 5, 6, 7, 8, 9], dtype=np.float64)[:, None]
+    fake = np.array([11, 12, 14, 17, 18, 22, 23], dtype=np.float64)[:, None]
+    out = prdc(real=real, fake=fake)
+    assert round(out["precision"] * 7, 9) == 2 and round(out["recall"] * 7, 9) == 5
+    assert round(out["density"] * 35, 9) == 5 and round(out["coverage"] * 7, 9) == 2
+    ref5, ref3 = _naeem_reference(real, fake, k=5), _naeem_reference(real, fake, k=3)   # `<` throughout
+    assert out["density"] == pytest.approx(ref5["density"], abs=1e-12) and out["coverage"] == ref5["coverage"]
+    assert (round(ref3["precision_lt"] * 7, 9), round(ref3["recall_lt"] * 7, 9)) == (1, 4)   # the ties matter
+    p_ref, r_ref = calculate_precision_recall_full(torch.from_numpy(fake), torch.from_numpy(real), neighborhood=3)
+    assert (round(p_ref * 7), round(r_ref * 7)) == (2, 5)
+    assert precision_recall(real=real, fake=fake) == {k: out[k] for k in ("precision", "recall", "f_score")}
+    assert density_coverage(real=real, fake=fake) == {k: out[k] for k in ("density", "coverage")}
+
+
 def test_keyword_only_and_bad_input(feats):
     real, fake = feats
     with pytest.raises(TypeError):

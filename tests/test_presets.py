@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -171,7 +172,7 @@ def test_merge_rules():
     ({"exp/a.yaml": "include: _b\n", "exp/_b.yaml": "hiden: 1\n"}, "a", r"unknown config key 'hiden'. Did you"),
     ({"exp/a.yaml": "include: _b\n", "exp/_b.yaml": "[1, 2]\n"}, "a", r"must hold a mapping"),
     ({"exp/_b.yaml": "hidden: 1\n"}, "_b", r"include-only base, not a preset"),
-    ({"exp/a.yaml": "hidden: 1\n"}, "../exp/a", r"has no preset '../exp/a'"),
+    ({"exp/a.yaml": "hidden: 1\n"}, "../exp/a", r"preset '../exp/a' is not a name: .* \(use --config FILE.yaml"),
 ])
 def test_include_errors_are_one_line_user_errors(presets, files, preset, fragment):
     for rel, text in files.items():
@@ -366,6 +367,67 @@ def test_cli_unknown_include_in_a_config_file(capsys, tmp_path):
     mine.write_text("include: mine.yaml\n")
     rc, _, err = _run_cli(["run", "dlc-pipeline", "--config", str(mine), "--out", str(tmp_path / "o")], capsys)
     assert rc == 2 and "include cycle:" in err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("preset", ["../evil", "../../../../tmp/x", "x.y", "Laptop", "..", ".", "", "a\\b",
+                                    "exp/laptop", "laptop ", "laptop\n", "{ABS}"])
+def test_preset_names_that_are_paths_are_refused_and_nothing_is_read(preset, presets, tmp_path, monkeypatch):
+    """`--preset` is a name ([a-z0-9_-]+) looked up only in the presets folder; every file planted where a path
+    would lead (beside the folder, above it, a dotted or capitalised name inside it) is left unread."""
+    from bench import presets as mod
+
+    presets("exp/laptop.yaml", "hidden: 1\n")
+    presets("exp/x.y.yaml", "hidden: 2\n")
+    presets("exp/Laptop.yaml", "hidden: 3\n")
+    (tmp_path / "evil.yaml").write_text("hidden: 4\n")
+    preset = preset.replace("{ABS}", str(tmp_path / "evil"))
+    read = []
+    monkeypatch.setattr(mod, "_load_yaml", lambda path: read.append(path) or {})
+    with pytest.raises(UserError) as e:
+        load_config(Cfg, "exp", preset)
+    msg = str(e.value)
+    assert msg == f"preset {preset!r} is not a name: use only a-z, 0-9, '_' and '-' (use --config FILE.yaml for " \
+                  "your own file)" and "\n" not in msg
+    assert read == []
+
+
+@pytest.mark.parametrize("ref, bad", [("../evil", "'..'"), ("Exp/laptop", "'Exp'"), ("exp/x.y", "'x.y'"),
+                                      ("exp/../evil", "'../evil'"), ("/evil", "''"), ("exp/", "''")])
+def test_include_names_are_names_too(ref, bad, presets, tmp_path):
+    """`include: E/P` names a preset of experiment E: both parts are names; only a ref ending in .yaml is a path."""
+    presets("exp/laptop.yaml", "hidden: 1\n")
+    presets("exp/x.y.yaml", "hidden: 2\n")
+    presets("evil.yaml", "hidden: 3\n")             # what `include: ../evil` reached: configs/../evil.yaml
+    (tmp_path / "evil.yaml").write_text("hidden: 4\n")
+    presets("exp/a.yaml", f"include: {ref!r}\n")
+    with pytest.raises(UserError, match=rf"^in exp/a.yaml: include {re.escape(repr(ref))}: (experiment|preset) "
+                                        rf"{re.escape(bad)} is not a name: .* \(include a path ending in .yaml, "
+                                        r"relative to this file\)$"):
+        load_config(Cfg, "exp", "a")
+
+
+def test_valid_names_and_relative_yaml_includes_still_resolve(presets, tmp_path):
+    presets("my-exp_2/_base.yaml", "hidden: 5\n")
+    presets("my-exp_2/v2_big-1.yaml", "include: [_base, ../shared/more.yaml]\nlimit: 3\n")
+    presets("shared/more.yaml", "name: m\n")
+    presets("exp/top.yaml", "include: my-exp_2/v2_big-1\n")
+    assert read_preset("my-exp_2", "v2_big-1") == {"hidden": 5, "name": "m", "limit": 3}
+    cfg, _ = load_config(Cfg, "exp", "top")
+    assert (cfg.hidden, cfg.name, cfg.limit) == (5, "m", 3)
+
+
+def test_cli_preset_path_is_one_line_exit_2_and_writes_nothing(capsys, tmp_path, monkeypatch):
+    """The issue's reproduction: no YAML outside the presets folder is loaded, no results/ folder, no store."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("DLC_BENCH_STORE", str(tmp_path / "store" / "runs.sqlite"))
+    (tmp_path / "x.yaml").write_text("n_train: 10\n")
+    preset = os.path.relpath(tmp_path / "x", work)
+    rc, out, err = _run_cli(["run", "toy-mixture", "--preset", preset], capsys)
+    assert rc == 2 and out == "" and err == f"error: preset {preset!r} is not a name: use only a-z, 0-9, '_' and " \
+                                            "'-' (use --config FILE.yaml for your own file)\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work", "x.yaml"] and not any(work.iterdir())
 
 
 class _Calls:

@@ -161,3 +161,88 @@ def test_report_in_headless_chromium(tmp_path):
         assert (tmp_path / "report.png").stat().st_size > 10000
     finally:
         wd.quit()
+
+
+#################################################################################
+#                Hostile results.json: nothing outside the run is read          #
+#################################################################################
+
+def test_figures_resolving_outside_the_run_dir_are_never_read(tmp_path, capsys, monkeypatch):
+    """A figure path leading out of the run directory (.., absolute, a symlinked file or folder) is skipped with
+    one `warning:` line each, nothing outside is read, and the figures inside are still inlined."""
+    import base64
+
+    secret = b"\x89PNG not yours " * 8
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.png").write_bytes(secret)
+    res = _results("run-1", VALUES)
+    d = _write_run(tmp_path / "run", res)
+    (d / "figures" / "link.png").symlink_to(tmp_path / "outside" / "secret.png")
+    (d / "figures" / "sub").symlink_to(tmp_path / "outside", target_is_directory=True)
+    (d / "figures" / "inner.png").symlink_to(d / "figures" / "curve.png")     # a symlink that stays inside
+    evil = ["../outside/secret.png", str(tmp_path / "outside" / "secret.png"), "figures/link.png",
+            "figures/sub/secret.png", "figures/../../outside/secret.png"]
+    res["figures"] += [{"name": f"evil{i}", "path": p, "caption": None} for i, p in enumerate(evil)]
+    res["figures"].append({"name": "inner", "path": "figures/inner.png"})
+    write_results(d, res)
+    read = []
+    real_read_bytes = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: read.append(self.resolve()) or real_read_bytes(self))
+    capsys.readouterr()
+    html = render_run(d).read_text()
+    err = capsys.readouterr().err.splitlines()
+    assert all(p.is_relative_to(d.resolve()) for p in read) and len(read) == 2       # curve.png, inner.png
+    assert base64.b64encode(secret).decode()[:40] not in html and "secret" not in html
+    assert len(err) == len(evil) and all(line.startswith("warning: figure 'evil") and "outside the run directory"
+                                         in line for line in err)
+    assert html.count("data:image/png;base64,") == 2 and 'id="fig-evil' not in html
+
+
+def _corrupt(name: str, text: str) -> str:
+    """results.json text broken in one way (the names are what the issue listed, and their neighbours)."""
+    if name == "truncated":
+        return text[: len(text) // 2]
+    raw = {"not json": "{not json", "a JSON list": "[1, 2]", "empty": "", "a JSON string": '"results"'}
+    if name in raw:
+        return raw[name]
+    r = json.loads(text)
+    row, fig, last = r["metrics"][0], r["figures"][0], r["metrics"][-1]
+    edits = {"row is a string": lambda: r["metrics"].__setitem__(0, "fd=3"),
+             "row without metric": lambda: row.pop("metric"),
+             "value a string": lambda: row.update(value="0.5"), "value a list": lambda: row.update(value=[0.5]),
+             "ci_low a string": lambda: row.update(ci_low="x"), "n a string": lambda: row.update(n="three"),
+             "higher_is_better a string": lambda: row.update(higher_is_better="yes"),
+             "label a mapping": lambda: row.update(variant={"a": 1}), "label a list": lambda: row.update(variant=[1]),
+             "seed a string": lambda: last.update(seed="zero"),
+             "figure without path": lambda: fig.pop("path"), "figure path a number": lambda: fig.update(path=5),
+             "timings a string": lambda: r["timings"].update(total="x"),
+             "timings without total": lambda: r["timings"].pop("total"),
+             "commit a number": lambda: r["git"].update(commit=5),
+             "metric_order a number": lambda: r["display"].update(metric_order=5),
+             "label_order a list": lambda: r["display"].update(label_order=[1]),
+             "stage seconds a string": lambda: r["stages"][0].update(seconds="1s")}
+    edits[name]()
+    return json.dumps(r)
+
+
+@pytest.mark.parametrize("name", [
+    "truncated", "not json", "a JSON list", "empty", "a JSON string", "row is a string", "row without metric",
+    "value a string", "value a list", "ci_low a string", "n a string", "higher_is_better a string", "label a mapping",
+    "label a list", "seed a string", "figure without path", "figure path a number", "timings a string",
+    "timings without total", "commit a number", "metric_order a number", "label_order a list",
+    "stage seconds a string"])
+def test_cli_report_on_a_broken_results_json_is_one_line_exit_2_nothing_written(name, tmp_path, capsys):
+    from bench import cli
+
+    d = _write_run(tmp_path / "run", _results("run-1", VALUES))
+    bad = _corrupt(name, (d / "results.json").read_text())
+    (d / "results.json").write_text(bad)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    capsys.readouterr()
+    for argv in (["report", str(d)], ["report", str(d), "--out", str(tmp_path / "index.html")]):
+        rc = cli.main(argv)
+        out = capsys.readouterr()
+        assert rc == 2 and out.out == "" and len(out.err.splitlines()) == 1, out.err
+        assert out.err.startswith(f"error: {d / 'results.json'} ") and "Traceback" not in out.err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert (d / "results.json").read_text() == bad

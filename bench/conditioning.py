@@ -1,12 +1,16 @@
 """The conditioning registry: what a DiT is conditioned on, where the training conditions come from, and
 how conditions are drawn for unconditional generation.
 
-    name   DiT conditioner   training conditions          generation draws them from
-    dlc    'dlc'             tokens of the codes stage    the SEDD prior (stages.prior)
-    none   'none'            -                            -
+    name       DiT conditioner   training conditions                          generation draws them from
+    dlc        'dlc'             tokens of the codes stage                    the SEDD prior (stages.prior)
+    rcg        'vector'          RCG vectors (stages.representation, kind     the RDM prior (stages.representation)
+                                 'rcg': random projection, per-sample std.)
+    embedding  'vector'          the encoder's continuous embedding           the RDM prior (stages.representation)
+                                 (stages.representation, kind 'embedding')
+    none       'none'            -                                            -
 
-Continuous baselines (RCG projection / encoder embedding + RDM prior, 'vector' conditioner) and class labels
-('class') register here with the stages that produce them; `dlc.dit` already has those conditioners.
+For the 'vector' rows the representation kind is the conditioning's name. Class labels ('class') register here
+with the stages that produce them; `dlc.dit` already has that conditioner.
 """
 from __future__ import annotations
 
@@ -28,4 +32,9 @@ class Conditioning:
 CONDITIONING: Registry[Conditioning] = Registry("conditioning")
 CONDITIONING.register("dlc", Conditioning("dlc", "dlc", "codes", "sedd",
                                           "DLC tokens; c ~ SEDD prior, x ~ DiT(c)"))
+CONDITIONING.register("rcg", Conditioning("rcg", "vector", "representation", "rdm",
+                                          "RCG: frozen random projection of the encoder embedding to 256-d, "
+                                          "standardised per sample; r ~ RDM prior, x ~ DiT(r)"))
+CONDITIONING.register("embedding", Conditioning("embedding", "vector", "representation", "rdm",
+                                                "the encoder's continuous embedding; r ~ RDM prior, x ~ DiT(r)"))
 CONDITIONING.register("none", Conditioning("none", "none", None, None, "unconditional DiT"))

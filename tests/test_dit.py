@@ -522,3 +522,27 @@ def test_space_timesteps_sections_and_ddim_equal_adm_respace():
         space_timesteps(1000, "ddim1")
     with pytest.raises(ValueError, match="bad timestep respacing"):
         space_timesteps(1000, "ddimx")
+
+
+def test_dlc_sum_pooling_starts_equal_to_mean_and_is_l_times_the_mean_of_its_table():
+    """dlc_pool='sum': Σ_l E[l, c_l] with a table initialised 1/L smaller, so at initialisation both poolings
+    give the same output (hard and soft codes, and the null); afterwards sum = L · mean of the same table."""
+    from dlc.dit.models import DLCEmbedder
+
+    torch.manual_seed(0)
+    mean = DLCEmbedder(8, 5, 16, "mean")
+    torch.manual_seed(0)
+    summed = DLCEmbedder(8, 5, 16, "sum")
+    c = torch.randint(0, 5, (4, 8))
+    soft = torch.nn.functional.one_hot(c, 5).float()
+    torch.manual_seed(1); mean.reset_parameters()
+    torch.manual_seed(1); summed.reset_parameters()
+    torch.testing.assert_close(summed(c), mean(c))
+    torch.testing.assert_close(summed(soft), summed(c))
+    torch.testing.assert_close(summed.null(), mean.null())
+    with torch.no_grad():
+        summed.table.copy_(mean.table)
+    torch.testing.assert_close(summed(c), 8 * mean(c))
+    torch.testing.assert_close(summed.table[:, :5].gather(1, c.T[:, :, None].expand(8, 4, 16)).sum(0), summed(c))
+    with pytest.raises(ValueError, match="dlc_pool"):
+        DLCEmbedder(8, 5, 16, "max")

@@ -155,3 +155,21 @@ def test_guidance_combines_outputs_linearly_for_both_predictions():
     x0c, x0n, s = torch.randn(5, 3), torch.randn(5, 3), 2.5
     v_of = lambda o: flow.velocity(o, x, t)
     torch.testing.assert_close(v_of(x0n + s * (x0c - x0n)), v_of(x0n) + s * (v_of(x0c) - v_of(x0n)))
+
+
+def test_learning_rate_warmup():
+    """warmup_steps=1 is no warm-up (bit-identical weights); a long warm-up takes smaller first steps."""
+    g = torch.Generator().manual_seed(1)
+    x, c = torch.rand(32, 3, 8, 8, generator=g) * 2 - 1, torch.randint(0, 5, (32, 4), generator=g)
+    kw = dict(steps=5, batch_size=8, lr=1e-2, ema_decay=0.0, device="cpu")
+    start = _tiny().state_dict()
+
+    def moved(**extra):
+        res = train_dit(_tiny(), create_flow(), x, c, **kw, **extra)
+        return sum((p - start[k]).abs().sum().item() for k, p in res.model.state_dict().items()), res
+
+    none, r0 = moved()
+    one, r1 = moved(warmup_steps=1)
+    slow, _ = moved(warmup_steps=100)
+    assert all(torch.equal(a, b) for a, b in zip(r0.model.state_dict().values(), r1.model.state_dict().values()))
+    assert slow < 0.5 * none

@@ -70,3 +70,18 @@ def test_bad_arguments():
         bootstrap_ci(np.mean, x[:1])
     with pytest.raises(UserError, match="at least one"):
         bootstrap_ci(np.mean)
+
+
+@pytest.mark.parametrize("n, d", [(30, 50), (80, 12)])
+def test_fast_fd_bootstrap_equals_the_generic_one(n, d):
+    """fd_bootstrap_ci (n × n eigen route when n ≤ d) draws the same resamples as metric_ci('fd') and gives the
+    same interval, for rank-deficient (n < d) and full-rank fake sets, raw or precomputed real statistics."""
+    from bench.metrics.frechet import fd_bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(200, d)), rng.normal(0.3, 1.2, size=(n, d))
+    for ref in (real, feature_statistics(real)):
+        slow = metric_ci("fd", real=ref, fake=fake, n_resamples=40, seed=3)
+        fast = fd_bootstrap_ci(real=ref, fake=fake, n_resamples=40, seed=3)
+        assert fast.value == slow.value
+        assert fast.low == pytest.approx(slow.low, rel=1e-7) and fast.high == pytest.approx(slow.high, rel=1e-7)

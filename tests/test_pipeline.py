@@ -56,6 +56,38 @@ def test_smoke_run_produces_every_variant_and_metric(smoke_run):
     assert any("Finding" in n for n in stored["notes"])
 
 
+def test_conditioning_fidelity_and_samples_others_can_score(smoke_run):
+    """Factor agreement per variant (exact on real images: the reader's known answer), the code-swap gap of the
+    conditioned DiT, and ADM-format sample files with the dlc-recon sources beside them."""
+    import numpy as np
+
+    from bench.stages.data import load_split
+
+    _, cfg, seeds, root, res = smoke_run
+    for r in _rows(res, "factor_agreement", variant="real-train"):
+        assert r["value"] == 1.0, r
+    recon = {r["factor"]: r for r in _rows(res, "factor_agreement", variant="dlc-recon")}
+    assert set(recon) == {"shape", "colour", "size", "x", "y", "background", "all"}
+    assert all(0 <= r["ci_low"] <= r["value"] <= r["ci_high"] <= 1 and r["n"] == cfg.eval.n_samples
+               for r in recon.values())
+    assert not _rows(res, "factor_agreement", variant="dlc")          # no target: its code has no source image
+    for v in ("dlc", "unconditional", "dlc-recon"):
+        assert len(_rows(res, "nearest_real_mse", variant=v)) == 1 and len(_rows(res, "object_frac", variant=v)) == 1
+    assert len(_rows(res, "source_mse", variant="dlc-recon")) == 1
+    gap = _rows(res, "code_swap_ratio")
+    assert {(r["against"], r["t_bin"]) for r in gap} == {(a, b) for a in ("shuffled", "null")
+                                                         for b in ("0.00-0.50", "0.50-0.70", "0.70-0.85", "0.85-1.00")}
+    fd = _rows(res, "fd_effnet", variant="dlc")[0]
+    assert fd["ci_low"] is not None and fd["ci_low"] <= fd["ci_high"]
+    test = load_split(cfg.data, "test")
+    for v in ("dlc", "unconditional", "dlc-recon"):
+        with np.load(root / "out" / "samples" / f"{v}.npz", allow_pickle=False) as z:
+            assert z["arr_0"].shape == (cfg.eval.n_samples, 32, 32, 3) and z["arr_0"].dtype == np.uint8
+            if v == "dlc-recon":
+                assert np.array_equal(z["source"], test.images[:cfg.eval.n_samples].permute(0, 2, 3, 1).numpy())
+    assert not (root / "out" / "samples" / "real-train.npz").exists()
+
+
 def test_rerun_reuses_every_stage(smoke_run):
     exp, cfg, seeds, root, first = smoke_run
     res = execute(exp, cfg, preset="smoke", seeds=seeds, out_dir=root / "out2", cache_dir=root / "cache",
@@ -73,9 +105,15 @@ def _per_seed(res):
 
 
 def test_numbers_unchanged_by_the_move_to_shared_stages(smoke_run):
-    """The smoke numbers equal those recorded at c6dd1f4, before the pipeline was split into shared stages."""
+    """With the DDPM ε objective of the time, the smoke numbers equal those recorded at c6dd1f4, before the
+    pipeline was split into shared stages (the encoder and prior stages are shared with the flow-matching run)."""
+    exp, _, seeds, root, _ = smoke_run
+    eps = ["dit.objective=eps", "dit.warmup=0", "dit.dlc_pool=mean", "dit_sampling.sampler=ddpm"]
+    cfg, _ = load_config(exp.config_cls, "dlc-pipeline", "smoke", eps)
+    res = execute(exp, cfg, preset="smoke", seeds=seeds, out_dir=root / "out-eps", cache_dir=root / "cache",
+                  device="cpu", quiet=True, render=False)
     before = _per_seed(json.loads(BEFORE.read_text()))
-    now = _per_seed(smoke_run[-1])
+    now = _per_seed(res)
     assert before.keys() <= now.keys()     # new metrics since (factor agreement, code-swap gap, …) come on top
     for k, v in before.items():
         assert now[k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
@@ -130,11 +168,11 @@ def test_a_second_experiment_reuses_the_trained_stages(smoke_run):
             codes = ctx.stage(senc.CODES, k_codes, lambda: pytest.fail("codes recomputed"))
             k_sedd = ctx.key(sprior.SEDD, c.prior, upstream=[k_codes], seed=seed)
             ctx.stage(sprior.SEDD, k_sedd, lambda: pytest.fail("SEDD retrained"))
-            k_lat = ctx.key(sdit.LATENTS, {"vae": c.dit.vae, "batch_size": c.dit.encode_batch_size},
-                            upstream=[k_data], seed=c.data.seed)
-            shape = {"dlc_length": c.encoder.L, "dlc_vocab": c.encoder.V}
+            k_lat = sdit.latents_key(ctx, c.dit, k_data, c.data.seed)
+            k_held = sdit.latents_key(ctx, c.dit, k_data, c.data.seed, split="held-out")
+            shape = {"dlc_length": c.encoder.L, "dlc_vocab": c.encoder.V, "dlc_pool": c.dit.dlc_pool}
             dit = ctx.stage(sdit.DIT, ctx.key(sdit.DIT, {"dit": c.dit, "cond": "dlc", "shape": shape},
-                                              upstream=[k_lat, k_codes], seed=seed),
+                                              upstream=[k_lat, k_codes, k_held], seed=seed),
                             lambda: pytest.fail("DiT retrained"))
             ctx.add_metric("n_codes", len(codes["train"].tokens), higher_is_better=None, seed=seed)
             ctx.add_metric("dit_params", sum(p.numel() for p in dit["model"].parameters()), higher_is_better=None)
@@ -162,7 +200,8 @@ def test_tampered_cached_samples_are_recomputed_to_the_same_numbers(smoke_run, c
 
     t = load_file(str(target / "tensors.safetensors"))
     save_file({k: (v + 1) % cfg.encoder.V for k, v in t.items()}, str(target / "tensors.safetensors"))
-    feats = sorted(d for d in (cache / "features").iterdir() if not d.name.startswith("."))
+    used = {s["key_hash"] for s in first["stages"] if s["stage"] == "features"}   # features this run reads
+    feats = sorted(d for d in (cache / "features").iterdir() if d.name in used)
     blob = bytearray((feats[0] / "arrays.npz").read_bytes())      # one flipped bit in cached features
     blob[len(blob) // 2] ^= 0x01
     (feats[0] / "arrays.npz").write_bytes(bytes(blob))
@@ -179,6 +218,10 @@ def test_tampered_cached_samples_are_recomputed_to_the_same_numbers(smoke_run, c
     (["eval.variants=[dlc,bogus]"], "unknown variant"),
     (["eval.n_samples=100"], "exceeds data.n_test"),
     (["encoder.Lx=3"], "encoder.L"),
+    (["dit.objective=score"], "dit.objective"),
+    (["dit_sampling.sampler=ddim"], "does not sample a DiT trained with objective 'x0'"),
+    (["dit.objective=eps"], "does not sample a DiT trained with objective 'eps'"),
+    (["dit.t_uniform=2"], "t_uniform"),
 ])
 def test_bad_configs_are_rejected_with_the_fix(override, message):
     exp = get_experiment("dlc-pipeline")
@@ -198,23 +241,36 @@ def test_paper_preset_is_the_paper_setting():
     assert cfg.eval.n_samples == 50_000
 
 
+def _labelled(res) -> dict:
+    """Every per-seed metric row keyed by its metric and all its labels (sweep axes left out)."""
+    from bench.schema import METRIC_COLUMNS
+
+    return {(r["metric"],) + tuple(sorted((k, str(v)) for k, v in r.items()
+                                          if k not in METRIC_COLUMNS and not k.startswith("dit_sampling."))):
+            r["value"] for r in res["metrics"] if r.get("seed") is not None}
+
+
 @pytest.mark.slow
-def test_laptop_numbers_unchanged_by_the_move(tmp_path):
-    """The laptop preset (about 20 min on 2 cores) reproduces the numbers recorded at c6dd1f4.
+def test_laptop_preset_reproduces_its_readme_numbers_and_claims(tmp_path):
+    """The laptop preset (23 min on 2 idle cores; its CFG-1 sweep point) reproduces the numbers the README states
+    (recorded 2026-12-02 in tests/data), and the claims drawn from them still hold.
     Run with: pytest -m slow tests/test_pipeline.py -k laptop"""
     exp = get_experiment("dlc-pipeline")
     cfg, seeds = load_config(exp.config_cls, "dlc-pipeline", "laptop", [])
     res = execute(exp, cfg, preset="laptop", seeds=seeds, out_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
                   device="cpu", quiet=True, render=False)
-    before = _per_seed(json.loads((BEFORE.parent / "dlc_pipeline_laptop_c6dd1f4.json").read_text()))
-    now = _per_seed(res)
-    assert before.keys() <= now.keys()     # new metrics since (factor agreement, code-swap gap, …) come on top
+    before = _labelled(json.loads((BEFORE.parent / "dlc_pipeline_laptop_2026-12-02.json").read_text()))
+    now = _labelled(res)
+    assert before.keys() <= now.keys()
     for k, v in before.items():
-        # measured 2026-12-02: 32 of 35 numbers bit-identical; the SEDD prior's samples (so the `dlc` variant's
-        # code_tv, FD and Vendi) varied run to run by up to 8e-4 relative on a loaded machine, while a retrain
-        # reproduced the recorded code_tv: run-to-run nondeterminism of that stage, not the move
-        rel = 2e-3 if k[1] == "dlc" else 1e-6
-        assert now[k] == pytest.approx(v, rel=rel, abs=1e-9), k
+        # the SEDD prior's samples (so the `dlc` variant's rows) vary run to run at the 1e-3 level on CPU
+        rel = 5e-3 if ("variant", "dlc") in k else 1e-4
+        assert now[k] == pytest.approx(v, rel=rel, abs=1e-6), k
+    one = lambda metric, **kw: [r for r in res["metrics"] if r["metric"] == metric
+                                and all(r.get(a) == b for a, b in kw.items())][0]
+    assert one("code_swap_ratio", against="shuffled", t_bin="0.85-1.00")["value"] >= 3
+    assert one("factor_agreement", variant="dlc-recon", factor="background")["value"] >= 0.95
+    assert one("factor_agreement", variant="real-train", factor="all")["value"] == 1.0
 
 
 def test_dit_keeps_a_checkpoint_every_ckpt_every_steps(smoke_run):

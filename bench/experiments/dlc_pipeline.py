@@ -15,12 +15,12 @@ Under torchrun every rank runs this function (DDP training, sampling split by gl
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
-from ..codestats import code_tv, copy_fraction
+from ..codestats import code_tv, copy_fraction, probe_rows
 from ..conditioning import CONDITIONING
 from ..experiment import experiment
 from ..fidelity import fidelity_rows
@@ -86,7 +86,6 @@ def build_extractor(ctx: RunContext, cfg: EvalConfig):
             description="DLC end to end: SEM encoder → SEDD prior → DiT; FD of DLC vs unconditional samples")
 def run_dlc_pipeline(ctx: RunContext) -> None:
     from bench.evaluate import evaluate
-    from bench.metrics import linear_probe
 
     cfg: DLCPipelineConfig = ctx.config
     extractor = build_extractor(ctx, cfg.eval)       # fail early (missing weights) before training
@@ -122,16 +121,7 @@ def run_dlc_pipeline(ctx: RunContext) -> None:
         ctx.add_metric("codes_per_position", float(np.mean(usage)), higher_is_better=None, seed=seed,
                        stage="encoder", n=len(tr.tokens))
         with ctx.timer("probes"):   # what the codes carry: DLC one-hot vs the continuous embedding
-            m = min(cfg.eval.probe_n, len(tr.tokens))
-            split = {"train": np.arange(int(m * 0.85)), "val": np.arange(int(m * 0.85), m),
-                     "test": np.arange(m, m + len(te.tokens))}
-            for factor in [f for f in cfg.eval.probe_factors if f in tr.factors]:
-                y = torch.cat([tr.factors[factor][:m], te.factors[factor]]).numpy()
-                for rep, x, vocab in (("dlc", torch.cat([tr.tokens[:m], te.tokens]), V),
-                                      ("embedding", torch.cat([tr.embedding[:m], te.embedding]), None)):
-                    r = linear_probe(x.numpy(), y, vocab_size=vocab, split=split, seed=seed)
-                    ctx.add_metric("probe_top1", r.top1, higher_is_better=True, seed=seed, representation=rep,
-                                   factor=factor, n=r.n_test)
+            ctx.add_rows(probe_rows(tr, te, cfg.eval.probe_factors, V, cfg.eval.probe_n, seed))
 
         # -- prior p(c) and c ~ p(c)
         k_sedd = ctx.key(sprior.SEDD, cfg.prior, upstream=[k_codes], seed=seed)
@@ -149,12 +139,10 @@ def run_dlc_pipeline(ctx: RunContext) -> None:
                        variant="dlc", n=n)
 
         # -- DiTs p(x|c) and p(x), one per conditioning the variants need
-        k_lat = ctx.key(sdit.LATENTS, {"vae": cfg.dit.vae, "batch_size": cfg.dit.encode_batch_size},
-                        upstream=[k_data], seed=cfg.data.seed)
+        k_lat = sdit.latents_key(ctx, cfg.dit, k_data, cfg.data.seed)
         latents = ctx.stage(sdit.LATENTS, k_lat, lambda: sdit.encode_latents(ctx, cfg.dit, train, cfg.data.seed),
                             desc="images → DiT inputs")
-        k_hlat = ctx.key(sdit.LATENTS, {"vae": cfg.dit.vae, "batch_size": cfg.dit.encode_batch_size, "split": "test"},
-                         upstream=[k_data], seed=cfg.data.seed)
+        k_hlat = sdit.latents_key(ctx, cfg.dit, k_data, cfg.data.seed, split="held-out")
         held = ctx.stage(sdit.LATENTS, k_hlat, lambda: sdit.encode_latents(
             ctx, cfg.dit, test.subset(range(min(cfg.dit.monitor_n, len(test)))), cfg.data.seed),
             desc="held-out images → DiT inputs (code-swap gap)")
@@ -162,7 +150,7 @@ def run_dlc_pipeline(ctx: RunContext) -> None:
         for cname in dict.fromkeys(VARIANTS[v][0] for v in cfg.eval.variants if VARIANTS[v][0]):
             c = CONDITIONING.get(cname)
             cond = None if c.representation is None else tr.tokens
-            shape = {} if cond is None else {"dlc_length": cfg.encoder.L, "dlc_vocab": V}
+            shape = {} if cond is None else {"dlc_length": cfg.encoder.L, "dlc_vocab": V, "dlc_pool": cfg.dit.dlc_pool}
             k_dits[cname] = ctx.key(sdit.DIT, {"dit": cfg.dit, "cond": c.dit_cond, "shape": shape},
                                     upstream=[k_lat] + ([k_codes, k_hlat] if cond is not None else []), seed=seed)
             dits[cname] = ctx.stage(sdit.DIT, k_dits[cname], lambda: sdit.train(
@@ -184,11 +172,13 @@ def run_dlc_pipeline(ctx: RunContext) -> None:
             else:
                 cond, up = {"prior": (prior_codes, [k_pc]), "held-out": (te.tokens[:n], [k_codes]),
                             None: (None, [])}[source]
-                k_imgs = ctx.key(sdit.IMAGE_SAMPLES, {"sampling": cfg.dit_sampling, "n": n, "source": source},
+                scfg = cfg.dit_sampling if cond is not None else replace(cfg.dit_sampling, cfg_scale=1.0,
+                                                                         guided_channels=0)   # no guidance without c
+                k_imgs = ctx.key(sdit.IMAGE_SAMPLES, {"sampling": scfg, "n": n, "source": source},
                                  upstream=[k_dits[cname], *up], seed=seed)
                 model = dits[cname]["model"]
                 imgs = ctx.stage(sdit.IMAGE_SAMPLES, k_imgs, lambda: sdit.sample_images(
-                    ctx, cfg.dit, cfg.dit_sampling, model, cond, n, seed, f"sample {variant}"),
+                    ctx, cfg.dit, scfg, model, cond, n, seed, f"sample {variant}"),
                     desc=f"{n} samples: {variant} seed={seed}")
             if seed == ctx.seeds[0]:
                 figure_sets[variant] = imgs[:cfg.eval.grid]

@@ -159,6 +159,58 @@ def fd(*, real, fake) -> float:
     return frechet_distance(mu1, s1, mu2, s2)
 
 
+def fd_bootstrap_ci(*, real, fake, n_resamples: int = 200, confidence: float = 0.95, seed: int = 0):
+    """Percentile-bootstrap CI of `fd(real=..., fake=...)` resampling the fake rows — the same resamples (and so
+    the same interval, to rounding) as `metric_ci("fd", ...)`, without a d × d eigenproblem per resample.
+
+    With Σ_real = B Bᵀ and Y = X B (the fake rows mapped once), a resample's centred rows C = H Y_idx / √(n−1)
+    (H: centring) give tr √(Σ_real Σ_fake) = Σ √λ over the eigenvalues of C Cᵀ = H G_idx H / (n−1), G = Y Yᵀ:
+    an n × n problem read off the precomputed Gram matrix (when n ≤ d; otherwise the d × d CᵀC). tr Σ_fake comes
+    from the Gram matrix of X the same way. Exact; ~10× faster at 1000 × 1280 (EfficientNet) features."""
+    from .stats import ConfidenceInterval
+
+    mu_r, s_r, _ = _as_stats(real, "real")
+    x = check_features(fake, "fake features", min_samples=2).astype(np.float64, copy=False)
+    if x.shape[1] != mu_r.shape[0]:
+        raise UserError(f"feature dimensions differ: real has d={mu_r.shape[0]}, fake has d={x.shape[1]}",
+                        hint="extract both sets with the same feature extractor and layer")
+    if not 0 < confidence < 1 or n_resamples < 2:
+        raise UserError(f"need 0 < confidence < 1 and n_resamples >= 2 (got {confidence}, {n_resamples})",
+                        hint="e.g. confidence=0.95, n_resamples=200")
+    w, v = scipy.linalg.eigh(0.5 * (s_r + s_r.T), driver="evd", check_finite=False)
+    y = x @ (v * np.sqrt(np.clip(w, 0.0, None)))                               # (n, d) rows of X B
+    tr_r = float(np.trace(s_r))
+    n, d = x.shape
+    gram = n <= d
+    g, k = (y @ y.T, x @ x.T) if gram else (None, None)                        # (n, n)
+
+    def centred(m: np.ndarray) -> np.ndarray:                                  # H M H
+        return m - m.mean(0, keepdims=True) - m.mean(1, keepdims=True) + m.mean()
+
+    def fd_of(idx: np.ndarray) -> float:
+        mu = x[idx].mean(axis=0)
+        if gram:
+            m = centred(g[np.ix_(idx, idx)]) / (n - 1)
+            tr_f = float(np.trace(centred(k[np.ix_(idx, idx)]))) / (n - 1)
+        else:
+            c = (y[idx] - y[idx].mean(0)) / np.sqrt(n - 1)
+            m = c.T @ c
+            tr_f = float(np.square(x[idx] - mu).sum()) / (n - 1)
+        lam = scipy.linalg.eigh(0.5 * (m + m.T), eigvals_only=True, driver="evd", check_finite=False)
+        diff = mu - mu_r
+        return float(diff @ diff + tr_r + tr_f - 2.0 * np.sqrt(np.clip(lam, 0.0, None)).sum())
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        value = fd(real=real, fake=x)
+    rng = np.random.default_rng(seed)                                          # as bench.metrics.stats.bootstrap_ci
+    stats = np.array([fd_of(rng.integers(0, n, n)) for _ in range(n_resamples)])
+    alpha = 1.0 - confidence
+    low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
+    return ConfidenceInterval(value=value, low=float(low), high=float(high), confidence=confidence, n=(n,),
+                              n_resamples=n_resamples, seed=seed)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # FD∞
 # ---------------------------------------------------------------------------------------------------------

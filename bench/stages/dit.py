@@ -33,9 +33,11 @@ class DiTConfig:
     steps: int = 3000
     batch_size: int = 128
     lr: float = 5e-4
+    warmup: int = 0                  # linear learning-rate warm-up steps
     ema: float = 0.999
     grad_clip: float = 1.0           # 0: none
     drop_prob: float = 0.1           # null-condition probability (conditioned DiTs, for CFG)
+    dlc_pool: str = "mean"           # DLC conditioner: mean of the L position embeddings (the paper) or sum
     ckpt_every: int = 0              # keep the EMA weights every this many steps (0: only the final ones)
     encode_batch_size: int = 64      # images → latents
     monitor_every: int = 0           # code-swap gap on held-out images every this many steps (0: at the end only)
@@ -97,6 +99,14 @@ def encode_latents(ctx: Any, cfg: DiTConfig, data, seed: int) -> torch.Tensor:
 LATENTS = Stage("latents", code=("dlc.dit.vae", "dlc.common", "bench.stages.dit"), description="images → DiT inputs")
 
 
+def latents_key(ctx: Any, cfg: DiTConfig, k_data, seed: int, split: str = "train"):
+    """The LATENTS key of the training images, or (split='held-out') of the first `monitor_n` test images."""
+    spec: dict[str, Any] = {"vae": cfg.vae, "batch_size": cfg.encode_batch_size}
+    if split != "train":
+        spec.update(split=split, n=cfg.monitor_n)
+    return ctx.key(LATENTS, spec, upstream=[k_data], seed=seed)
+
+
 # ----------------------------------------------------------------------------- training
 def train(ctx: Any, cfg: DiTConfig, latents: torch.Tensor, cond: torch.Tensor | None, cond_kind: str,
           cond_shape: dict, seed: int, name: str, held_out: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
@@ -122,6 +132,7 @@ def train(ctx: Any, cfg: DiTConfig, latents: torch.Tensor, cond: torch.Tensor | 
         monitor = lambda ema, step: {"code_swap_gap": code_swap_gap(ema, process, hx, hc, seed=seed,
                                                                     device=ctx.device)}
     res = train_dit(model, process, latents, cond, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                    warmup_steps=cfg.warmup,
                     ema_decay=cfg.ema, ema_warmup=True, grad_clip=cfg.grad_clip or None, seed=seed,
                     device=ctx.device, log_every=25, callback=cb, save_path=save_path,
                     save_every=cfg.ckpt_every or None, monitor=monitor, monitor_every=cfg.monitor_every or None)

@@ -31,6 +31,7 @@ from ..common import count_params, load_checkpoint, save_checkpoint
 __all__ = ["DiTConfig", "DiT", "DIT_MODELS", "build_dit", "save_dit", "load_dit", "CONDITIONERS"]
 
 CONDITIONERS = ("dlc", "vector", "class", "none")
+DLC_POOLS = ("mean", "sum")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class DiTConfig:
     num_classes: int = 1000       # cond="class"
     dlc_length: int = 512         # cond="dlc": L positions
     dlc_vocab: int = 256          # cond="dlc": V values (index V is the null token)
+    dlc_pool: str = "mean"        # cond="dlc": "mean" over positions (the paper) or "sum"
     cond_dim: int = 1024          # cond="vector": input dimension
     cond_bias: bool = False       # cond="vector": bias in the projection (DLC: no, RCG: yes)
     drop_prob: float = 0.1        # probability of the null condition during training (CFG)
@@ -141,18 +143,25 @@ class LabelEmbedder(nn.Module):
 
 
 class DLCEmbedder(nn.Module):
-    """Discrete latent codes (N, L) in [0, V), or soft codes (N, L, V), → (1/L) Σ_l E[l, c_l]."""
+    """Discrete latent codes (N, L) in [0, V), or soft codes (N, L, V), → (1/L) Σ_l E[l, c_l] (pool "mean",
+    the paper's) or Σ_l E[l, c_l] (pool "sum", with the table initialised 1/L smaller so both start equal: under
+    Adam each entry moves ~lr per step, so the summed code moves L× faster and keeps up with the timestep
+    embedding at small budgets)."""
 
-    def __init__(self, length: int, vocab: int, hidden_size: int):
+    def __init__(self, length: int, vocab: int, hidden_size: int, pool: str = "mean"):
         super().__init__()
-        self.length, self.vocab = length, vocab
+        if pool not in DLC_POOLS:
+            raise ValueError(f"dlc_pool={pool!r}; choose one of {DLC_POOLS}")
+        self.length, self.vocab, self.pool = length, vocab, pool
+        self.scale = 1.0 if pool == "mean" else float(length)
         self.table = nn.Parameter(torch.empty(length, vocab + 1, hidden_size))  # (L, V+1, D)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
         d = self.table.shape[-1]
-        nn.init.normal_(self.table, std=d ** -0.5)
-        self.table[:, self.vocab] = torch.randn_like(self.table[0, self.vocab]) * d ** -0.5  # one null vector for all l
+        std = d ** -0.5 / self.scale            # "sum" starts where "mean" does; only its learning dynamics differ
+        nn.init.normal_(self.table, std=std)
+        self.table[:, self.vocab] = torch.randn_like(self.table[0, self.vocab]) * std  # one null vector for all l
 
     def check(self, c: torch.Tensor, n: int) -> None:
         L, V = self.length, self.vocab
@@ -175,15 +184,15 @@ class DLCEmbedder(nn.Module):
                              f"{int(c.max())}] (the null token V is chosen with drop=, not passed as a token)")
 
     def null(self) -> torch.Tensor:
-        return self.table[:, self.vocab].mean(0)                         # (D,)
+        return self.table[:, self.vocab].mean(0) * self.scale            # (D,)
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
         L, V, D = self.table.shape[0], self.vocab, self.table.shape[-1]
         if c.dtype.is_floating_point:                                    # soft: one (N, L·V) @ (L·V, D) matmul
             w = self.table[:, :V].reshape(L * V, D)
-            return (c.reshape(c.shape[0], L * V).to(w.dtype) @ w) / L    # (N, D)
+            return (c.reshape(c.shape[0], L * V).to(w.dtype) @ w) * (self.scale / L)   # (N, D)
         flat = c + torch.arange(L, device=c.device) * (V + 1)            # (N, L) rows of the flattened table
-        return F.embedding_bag(flat, self.table.reshape(L * (V + 1), D), mode="mean")  # (N, D)
+        return F.embedding_bag(flat, self.table.reshape(L * (V + 1), D), mode=self.pool)  # (N, D)
 
 
 class VectorEmbedder(nn.Module):
@@ -294,7 +303,7 @@ class DiT(nn.Module):
         self.t_embedder = TimestepEmbedder(cfg.hidden_size)
         self.y_embedder: nn.Module | None = {
             "class": lambda: LabelEmbedder(cfg.num_classes, cfg.hidden_size, cfg.drop_prob),
-            "dlc": lambda: DLCEmbedder(cfg.dlc_length, cfg.dlc_vocab, cfg.hidden_size),
+            "dlc": lambda: DLCEmbedder(cfg.dlc_length, cfg.dlc_vocab, cfg.hidden_size, cfg.dlc_pool),
             "vector": lambda: VectorEmbedder(cfg.cond_dim, cfg.hidden_size, cfg.cond_bias, cfg.drop_prob),
             "none": lambda: None,
         }[cfg.cond]()

@@ -42,7 +42,8 @@ def _optimizer(params, lr: float, weight_decay: float, device: torch.device) -> 
 
 
 def train_diffusion(model: nn.Module, diffusion: GaussianDiffusion | FlowMatching, data: torch.Tensor, cond: Any = None, *,
-                    steps: int, batch_size: int, lr: float, weight_decay: float = 0.0, ema_decay: float = 0.9999,
+                    steps: int, batch_size: int, lr: float, weight_decay: float = 0.0, warmup_steps: int = 0,
+                    ema_decay: float = 0.9999,
                     ema_warmup: bool = False, seed: int = 0, device: str | torch.device = "auto",
                     grad_clip: float | None = None, drop_prob: float = 0.0, log_every: int = 100,
                     callback: Callback | None = None, save: Callable[[nn.Module, int], Any] | None = None,
@@ -52,7 +53,8 @@ def train_diffusion(model: nn.Module, diffusion: GaussianDiffusion | FlowMatchin
     times diffusion.sample_timesteps (a GaussianDiffusion: uniform indices; a FlowMatching: flow times).
 
     data: (N, ...) training examples; cond: None or a tensor with N rows; drop_prob: per-row probability of
-    the null condition. callback(step, logs) is called every `log_every` steps and at the end on rank 0, with
+    the null condition; warmup_steps: the learning rate rises linearly from lr/warmup_steps to lr over the first
+    warmup_steps steps (0: constant). callback(step, logs) is called every `log_every` steps and at the end on rank 0, with
     logs = {loss: mean over the interval, mse / vb: last step, lr, steps_per_s};
     save(ema_model, step) every `save_every` steps and at the end on rank 0; monitor(ema_model, step) → dict
     (e.g. `dlc.dit.diagnostics.code_swap_gap` on held-out data) every `monitor_every` steps and at the end on
@@ -93,6 +95,9 @@ def train_diffusion(model: nn.Module, diffusion: GaussianDiffusion | FlowMatchin
             terms = diffusion.training_losses(model_fn, x, t, noise)
         loss = terms["loss"].float().mean()
         opt.zero_grad(set_to_none=True)
+        if warmup_steps:
+            for group in opt.param_groups:
+                group["lr"] = lr * min(1.0, step / warmup_steps)
         loss.backward()
         if grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -118,7 +123,7 @@ def train_diffusion(model: nn.Module, diffusion: GaussianDiffusion | FlowMatchin
 
 
 def train_dit(model: nn.Module, diffusion: GaussianDiffusion | FlowMatching, latents: torch.Tensor, cond: Any = None, *,
-              steps: int, batch_size: int = 256, lr: float = 1e-4, weight_decay: float = 0.0,
+              steps: int, batch_size: int = 256, lr: float = 1e-4, weight_decay: float = 0.0, warmup_steps: int = 0,
               ema_decay: float = 0.9999, ema_warmup: bool = False, seed: int = 0,
               device: str | torch.device = "auto", grad_clip: float | None = None, log_every: int = 100,
               callback: Callback | None = None, save_path: str | Path | None = None,
@@ -150,7 +155,7 @@ def train_dit(model: nn.Module, diffusion: GaussianDiffusion | FlowMatching, lat
             path = str(save_path).format(step=step) if "{step" in str(save_path) else save_path
             save_dit(path, ema_model, meta={"step": step, "ema_decay": ema_decay})
     return train_diffusion(model, diffusion, latents, cond, steps=steps, batch_size=batch_size, lr=lr,
-                           weight_decay=weight_decay, ema_decay=ema_decay, ema_warmup=ema_warmup, seed=seed,
+                           weight_decay=weight_decay, warmup_steps=warmup_steps, ema_decay=ema_decay, ema_warmup=ema_warmup, seed=seed,
                            device=device, grad_clip=grad_clip, drop_prob=cfg.drop_prob if cond is not None else 0.0,
                            log_every=log_every, callback=callback, save=save, save_every=save_every,
                            monitor=monitor, monitor_every=monitor_every)

@@ -49,6 +49,11 @@ def add_figures_and_notes(ctx: Any, cfg: Any, sets: dict, compose: torch.Tensor 
              f"{cfg.eval.n_samples} images per set against the {cfg.data.n_test} held-out test images"
              + (" — EfficientNet-Lite0 features (ImageNet-trained, shipped in a wheel), so not comparable with "
                 "published FIDs" if fd_key == "fd_effnet" else "") + ".")
+    if cfg.eval.bootstrap:
+        ctx.note(f"{fd_key} intervals: 95 % percentile bootstrap over the generated set ({cfg.eval.bootstrap} "
+                 "resamples; the reference set fixed). Resampled duplicates inflate a Fréchet distance, so an "
+                 "interval can sit above its point value (real-train): compare intervals with intervals. They do "
+                 "not cover training-seed noise.")
     if "real-train" in fd:
         ctx.note(f"real-train is the floor of the estimator at this sample size: {fd_key} between "
                  f"{cfg.eval.n_samples} train images and the test images = {fd['real-train']:.3g}.")

@@ -6,8 +6,11 @@ how it is stored (safe formats only) and the modules its outputs depend on (`Sta
     data        DataConfig, load_split                     (generated / read, not stored)
     encoder     EncoderConfig, ENCODER, CODES              SEM encoder; DLC export + continuous embedding
     prior       PriorConfig, PriorSamplingConfig, SEDD, PRIOR_SAMPLES
-    dit         DiTConfig, DiTSamplingConfig, LATENTS, DIT, IMAGE_SAMPLES   (DiT keeps ckpt_every checkpoints)
+    dit         DiTConfig, DiTSamplingConfig, LATENTS, DIT, IMAGE_SAMPLES   (ε-DDPM or flow matching; DiT keeps
+                ckpt_every checkpoints and the code-swap gap)
     features    FeatureConfig, FEATURES                    features of an image set with one extractor
+    representation  RepresentationConfig, RDMStageConfig, RDMSamplingConfig, REPRESENTATION, RDM, RDM_SAMPLES
+                                                           RCG / embedding vectors and their RDM prior
 
 An experiment calls `key = ctx.key(STAGE, config, upstream=(...), seed=seed)` and
 `value = ctx.stage(STAGE, key, compute)`; the key covers every config field, the upstream keys and

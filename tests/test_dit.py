@@ -341,7 +341,7 @@ def test_train_dit_under_ddp_two_processes(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     torch.multiprocessing.spawn(_ddp_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert r0["losses"] != r1["losses"]                  # each rank saw its own shard and noise
     for k in r0["state"]:                                 # but DDP kept the replicas identical
         assert torch.equal(r0["state"][k], r1["state"][k])

@@ -384,7 +384,7 @@ def test_training_and_export_under_two_processes(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
-    got = torch.load(tmp_path / "ddp.pt")
+    got = torch.load(tmp_path / "ddp.pt", weights_only=True)
     torch.testing.assert_close(got["teachers"][0], got["teachers"][1])
     torch.testing.assert_close(got["students"][0], got["students"][1])
     single = export_codes(tiny_encoder(6).eval(), load_dataset("shapes", n=40, seed=0, image_size=16), device="cpu")

@@ -67,7 +67,7 @@ def _run(tmp_path, nproc: int):
          str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return torch.load(out, weights_only=False)
+    return torch.load(out, weights_only=True)
 
 
 def test_two_processes_sample_what_one_process_samples(tmp_path):

@@ -166,7 +166,8 @@ def fd_bootstrap_ci(*, real, fake, n_resamples: int = 200, confidence: float = 0
     With Σ_real = B Bᵀ and Y = X B (the fake rows mapped once), a resample's centred rows C = H Y_idx / √(n−1)
     (H: centring) give tr √(Σ_real Σ_fake) = Σ √λ over the eigenvalues of C Cᵀ = H G_idx H / (n−1), G = Y Yᵀ:
     an n × n problem read off the precomputed Gram matrix (when n ≤ d; otherwise the d × d CᵀC). tr Σ_fake comes
-    from the Gram matrix of X the same way. Exact; ~10× faster at 1000 × 1280 (EfficientNet) features."""
+    from the Gram matrix of X the same way. Exact; 7.5× faster than metric_ci at 1000 × 1280 features and 40
+    resamples (tests/benchmarks, 2026-12-02)."""
     from .stats import ConfidenceInterval
 
     mu_r, s_r, _ = _as_stats(real, "real")

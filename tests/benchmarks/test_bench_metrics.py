@@ -3,6 +3,8 @@
 - FD trace term tr √(Σ1Σ2), 2048-d covariances of 10k samples: our symmetric eigen route vs scipy `sqrtm`
   (ADM, clean-fid, pytorch-fid); target ≥ 3× faster, equal to 1e-10 relative.
 - Vendi score of 5k × 2048 features: ours (float64, d × d dual) vs vendi-score `score_X` (n × n); target ≥ 5×.
+- FD bootstrap, 1000 × 1280 (EfficientNet-Lite0 size, the laptop pipeline's): `fd_bootstrap_ci` (n × n Gram
+  route) vs the generic `metric_ci("fd")` with the same resamples; target ≥ 4×, the same interval to 1e-7.
 """
 from __future__ import annotations
 
@@ -70,3 +72,22 @@ def test_vendi_5k_x_2048_vs_vendi_score_X(benchmark):
     benchmark.extra_info.update(score_X_s=ref_time, speedup=speedup)
     print(f"\nVendi 5k×2048: score_X {ref_time:.2f} s, ours {benchmark.stats['min']:.2f} s → {speedup:.1f}×")
     assert speedup >= 5.0
+
+
+def test_fd_bootstrap_1000x1280_vs_generic_metric_ci(benchmark):
+    from bench.metrics import metric_ci
+    from bench.metrics.frechet import fd_bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    real, fake = _pool3_like(rng, 1000, 1280), _pool3_like(rng, 1000, 1280, shift=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)            # n < d: rank-deficient by design
+        ref_time, ref = _best_of(lambda: metric_ci("fd", real=real, fake=fake, n_resamples=40, seed=0), rounds=1)
+        ours = benchmark.pedantic(lambda: fd_bootstrap_ci(real=real, fake=fake, n_resamples=40, seed=0),
+                                  rounds=3, iterations=1)
+    assert (ours.low, ours.high) == (pytest.approx(ref.low, rel=1e-7), pytest.approx(ref.high, rel=1e-7))
+    speedup = ref_time / benchmark.stats["min"]
+    benchmark.extra_info.update(metric_ci_s=ref_time, speedup=speedup)
+    print(f"\nFD bootstrap 1000×1280, 40 resamples: metric_ci {ref_time:.2f} s, ours {benchmark.stats['min']:.2f} s "
+          f"→ {speedup:.1f}×")
+    assert speedup >= 4.0

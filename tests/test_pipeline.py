@@ -222,6 +222,8 @@ def test_tampered_cached_samples_are_recomputed_to_the_same_numbers(smoke_run, c
     (["dit_sampling.sampler=ddim"], "does not sample a DiT trained with objective 'x0'"),
     (["dit.objective=eps"], "does not sample a DiT trained with objective 'eps'"),
     (["dit.t_uniform=2"], "t_uniform"),
+    (["dit.dlc_pool=max"], "dit.dlc_pool"),
+    (["dit.monitor_every=-1"], "monitor_every=-1: must be"),
 ])
 def test_bad_configs_are_rejected_with_the_fix(override, message):
     exp = get_experiment("dlc-pipeline")
@@ -290,3 +292,25 @@ def test_dit_keeps_a_checkpoint_every_ckpt_every_steps(smoke_run):
     last = load_checkpoint(value["checkpoints"][30])
     for a, b in zip(last.state_dict().values(), value["model"].state_dict().values()):
         assert torch.equal(a, b)                      # the final checkpoint is the final EMA model
+
+
+def test_findings_claim_only_what_the_intervals_support():
+    from bench.experiments.dlc_pipeline_report import conditioning_findings
+    from bench.schema import metric_row
+
+    def fd(v, lo, hi, variant):
+        return metric_row("fd_effnet", v, higher_is_better=False, ci_low=lo, ci_high=hi, variant=variant, seed=0)
+
+    def agree(v, lo, factor):
+        return metric_row("factor_agreement", v, higher_is_better=True, ci_low=lo, ci_high=min(1, v + 0.05),
+                          variant="dlc-recon", seed=0, factor=factor, chance=0.25)
+
+    rows = [fd(100, 98, 105, "unconditional"), fd(90, 88, 95, "dlc"), fd(97, 95, 99, "dlc-recon"),
+            agree(0.9, 0.85, "colour"), agree(0.27, 0.22, "shape")]
+    text = " ".join(conditioning_findings(rows, "fd_effnet", 0))
+    assert "dlc 90 [88, 95] against unconditional 100 [98, 105]: lower, with non-overlapping" in text
+    assert "dlc-recon 97 [95, 99] against unconditional 100 [98, 105]: lower, but the 95 % intervals overlap" in text
+    assert "colour 0.9 [0.85, 0.95] (above chance" in text and "shape 0.27 [0.22, 0.32] (NOT above chance" in text
+    rows[1] = fd(110, 108, 112, "dlc")
+    assert "dlc 110 [108, 112] against unconditional 100 [98, 105]: NOT lower" in " ".join(
+        conditioning_findings(rows, "fd_effnet", 0))

@@ -107,9 +107,10 @@ def conditioning_findings(rows: list[dict], fd_key: str, seed: int) -> list[str]
         parts = []
         for r in agree:
             probe = _one(rows, "probe_top1", representation="dlc", factor=r["factor"], seed=seed)
-            parts.append(f"{r['factor']} {_ci(r)} (chance {r['chance']:.2f}"
+            above = r["ci_low"] is not None and r["ci_low"] > r["chance"]     # the whole interval above chance
+            parts.append(f"{r['factor']} {_ci(r)} ({'above' if above else 'NOT above'} chance {r['chance']:.2f}"
                          + (f", probe ceiling {probe['value']:.2f}" if probe else "") + ")")
-        out.append(f"Finding (seed {seed}): dlc-recon samples show their source image's factors — "
+        out.append(f"Finding (seed {seed}): agreement of dlc-recon samples with their source image's factors — "
                    + "; ".join(parts) + ".")
     gap = [r for r in rows if r["metric"] == "code_swap_ratio" and r.get("seed") == seed]
     if gap:

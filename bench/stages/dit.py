@@ -49,6 +49,15 @@ class DiTConfig:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"dit.objective={self.objective!r}.{did_you_mean(self.objective, OBJECTIVES)} "
                              f"Choose from {', '.join(OBJECTIVES)}")
+        from dlc.dit.models import DLC_POOLS
+
+        if self.dlc_pool not in DLC_POOLS:
+            raise ValueError(f"dit.dlc_pool={self.dlc_pool!r}.{did_you_mean(self.dlc_pool, DLC_POOLS)} "
+                             f"Choose from {', '.join(DLC_POOLS)}")
+        bad = [f"{k}={getattr(self, k)}" for k in ("warmup", "ckpt_every", "monitor_every", "monitor_n")
+               if getattr(self, k) < 0]
+        if bad:
+            raise ValueError(f"dit.{', dit.'.join(bad)}: must be ≥ 0 (0 turns it off)")
         self.process()                                     # flow settings checked now, not after training
 
     def process(self):

@@ -14,6 +14,7 @@ MSEs are in [−1, 1] pixel units with a normal-approximation 95 % CI of the mea
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -24,14 +25,7 @@ from .schema import metric_row
 
 __all__ = ["fidelity_rows", "object_drawn"]
 
-_READERS: dict[tuple[int, int], ShapesRenderReader] = {}
-
-
-def _reader(image_size: int, n_positions: int) -> ShapesRenderReader:
-    key = (image_size, n_positions)
-    if key not in _READERS:
-        _READERS[key] = ShapesRenderReader(image_size, n_positions)
-    return _READERS[key]
+_reader = functools.lru_cache(maxsize=4)(ShapesRenderReader)   # the renders are built once per image size
 
 
 def _mean_row(metric: str, values: np.ndarray, **labels: Any) -> dict:

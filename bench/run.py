@@ -157,7 +157,7 @@ class RunContext:
     def add_figure(self, fig: Any, name: str, caption: str = "", dpi: int = 110) -> Path:
         """Save a matplotlib figure (or copy a PNG path) to figures/<name>.png atomically."""
         if self.row_labels:    # one figure per sweep point
-            name = name + "".join(f"_{k.split('.')[-1]}={v}" for k, v in self.row_labels.items())
+            name = self._point_name(name)
             caption = f"[{', '.join(f'{k}={v}' for k, v in self.row_labels.items())}] {caption}"
         path = self.out_dir / "figures" / f"{name}.png"
         if not self.is_main:
@@ -176,6 +176,10 @@ class RunContext:
         self.figures.append({"name": name, "path": f"figures/{name}.png", "caption": caption})
         return path
 
+    def _point_name(self, name: str) -> str:
+        """A file name for this sweep point: name_<axis>=<value>... (name itself outside a sweep)."""
+        return name + "".join(f"_{k.split('.')[-1]}={v}" for k, v in self.row_labels.items())
+
     def add_artifact(self, relpath: str, description: str) -> None:
         self.artifacts.append({"path": relpath, "description": description})
 
@@ -183,8 +187,7 @@ class RunContext:
         """Write images as an ADM-format sample file samples/<name>.npz (`arr_0`: N×H×W×3 uint8, what the ADM
         evaluator and `dlc-bench metrics` read), with `extra` uint8 image sets under their own keys (e.g. the
         source images of reconstructions). Images come as (N, 3, H, W) uint8; rank 0 writes, atomically."""
-        if self.row_labels:
-            name = name + "".join(f"_{k.split('.')[-1]}={v}" for k, v in self.row_labels.items())
+        name = self._point_name(name)
         path = self.out_dir / "samples" / f"{name}.npz"
         if self.is_main:
             arrays = {"arr_0": images, **extra}

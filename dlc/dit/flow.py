@@ -106,7 +106,8 @@ class FlowMatching:
             noise = torch.randn_like(x_start)
         x_t = self.q_sample(x_start, t, noise)
         v_hat = self.velocity(model_fn(x_t, self.model_timesteps(t)), x_t, t)
-        # the target is ε − x_0 = (x_t − x_0)/t; for "x0" with the same clamp as v̂ (so the loss is ‖x̂_0 − x_0‖²/max(t, t_min)²)
+        # the target is ε − x_0 = (x_t − x_0)/t; for "x0" with the same clamp as v̂, so that the loss is
+        # ‖x̂_0 − x_0‖² / max(t, t_min)²
         v = noise - x_start if self.prediction == "velocity" else self.velocity(x_start, x_t, t)
         mse = mean_flat((v_hat - v) ** 2)
         return {"mse": mse, "loss": mse}

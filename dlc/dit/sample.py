@@ -25,7 +25,8 @@ def _rows(cond: Any, sl: slice) -> Any:
 
 
 @torch.no_grad()
-def sample_dit(model: nn.Module, diffusion: GaussianDiffusion | FlowMatching, cond: Any = None, *, num_samples: int | None = None,
+def sample_dit(model: nn.Module, diffusion: GaussianDiffusion | FlowMatching, cond: Any = None, *,
+               num_samples: int | None = None,
                cfg_scale: float = 1.0, guided_channels: int | None = None, steps: int | str | None = 250,
                seed: int = 0, start_index: int = 0, indices: Sequence[int] | None = None, batch_size: int = 64,
                device: str | torch.device = "auto", sampler: str = "ddpm", eta: float = 0.0,

@@ -41,7 +41,8 @@ def _optimizer(params, lr: float, weight_decay: float, device: torch.device) -> 
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
-def train_diffusion(model: nn.Module, diffusion: GaussianDiffusion | FlowMatching, data: torch.Tensor, cond: Any = None, *,
+def train_diffusion(model: nn.Module, diffusion: GaussianDiffusion | FlowMatching, data: torch.Tensor,
+                    cond: Any = None, *,
                     steps: int, batch_size: int, lr: float, weight_decay: float = 0.0, warmup_steps: int = 0,
                     ema_decay: float = 0.9999,
                     ema_warmup: bool = False, seed: int = 0, device: str | torch.device = "auto",
@@ -155,7 +156,8 @@ def train_dit(model: nn.Module, diffusion: GaussianDiffusion | FlowMatching, lat
             path = str(save_path).format(step=step) if "{step" in str(save_path) else save_path
             save_dit(path, ema_model, meta={"step": step, "ema_decay": ema_decay})
     return train_diffusion(model, diffusion, latents, cond, steps=steps, batch_size=batch_size, lr=lr,
-                           weight_decay=weight_decay, warmup_steps=warmup_steps, ema_decay=ema_decay, ema_warmup=ema_warmup, seed=seed,
+                           weight_decay=weight_decay, warmup_steps=warmup_steps, ema_decay=ema_decay,
+                           ema_warmup=ema_warmup, seed=seed,
                            device=device, grad_clip=grad_clip, drop_prob=cfg.drop_prob if cond is not None else 0.0,
                            log_every=log_every, callback=callback, save=save, save_every=save_every,
                            monitor=monitor, monitor_every=monitor_every)

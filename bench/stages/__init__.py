@@ -11,6 +11,7 @@ how it is stored (safe formats only) and the modules its outputs depend on (`Sta
     features    FeatureConfig, FEATURES                    features of an image set with one extractor
     representation  RepresentationConfig, RDMStageConfig, RDMSamplingConfig, REPRESENTATION, RDM, RDM_SAMPLES
                                                            RCG / embedding vectors and their RDM prior
+    toy         ToyTrainConfig, ToyEvalConfig, ToySampleConfig, TOY_*   the Gaussian-mixture study (numerics in toy/)
 
 An experiment calls `key = ctx.key(STAGE, config, upstream=(...), seed=seed)` and
 `value = ctx.stage(STAGE, key, compute)`; the key covers every config field, the upstream keys and

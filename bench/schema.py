@@ -33,6 +33,8 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 2          # 1 → 2: the record gained `sweep`
+# how a record of each older version becomes the next one (read_results / from_dict apply them in turn)
+_UPGRADES = {1: lambda d: {**d, "sweep": None, "schema_version": 2}}    # a v1 run was never a sweep
 METRIC_COLUMNS = ("metric", "value", "ci_low", "ci_high", "n", "higher_is_better")
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
@@ -155,9 +157,13 @@ class Results:
             raise UserError(f"{source} is not a results record (a JSON object), got {type(d).__name__}",
                             hint=_NOT_OURS)
         version = d.get("schema_version")
+        while version in _UPGRADES and version != SCHEMA_VERSION:      # an older record: bring it up to date
+            d = _UPGRADES[version](d)
+            version = d["schema_version"]
         if version != SCHEMA_VERSION:
             found = "no schema_version" if version is None else f"schema version {version!r}"
-            raise UserError(f"{source} has {found}; this dlc-bench reads schema version {SCHEMA_VERSION}",
+            raise UserError(f"{source} has {found}; this dlc-bench reads schema versions "
+                            f"{', '.join(map(str, sorted(_UPGRADES)))} and {SCHEMA_VERSION}",
                             hint="re-run the experiment with this dlc-bench (cached stages are reused), or read "
                                  "it with the dlc-bench version that wrote it")
         missing = [name for name in _REQUIRED if name not in d]

@@ -111,15 +111,25 @@ def test_run_report_shows_the_sweep_axes_and_points(tmp_path):
 def test_reports_check_the_schema_version(tmp_path):
     d = _write_run(tmp_path / "run", _results("run-1", VALUES))
     res = json.loads((d / "results.json").read_text())
-    res["schema_version"] = 1
+    res["schema_version"] = 3
     (d / "results.json").write_text(json.dumps(res))
-    with pytest.raises(UserError, match="schema version 1"):
+    with pytest.raises(UserError, match="schema version 3"):
         render_run(d)
-    with pytest.raises(UserError, match="schema version 1"):
+    with pytest.raises(UserError, match="schema version 3"):
         render_index([d], tmp_path / "index.html")
     with pytest.raises(UserError, match="holds no results.json"):
         render_run(tmp_path / "missing")
     assert issubclass(ReportError, UserError)          # `except ReportError` callers keep working
+
+
+def test_a_schema_1_run_of_an_older_dlc_bench_renders(tmp_path):
+    """tests/data/dlc_pipeline_smoke_c6dd1f4.json is the results.json that commit c6dd1f4 wrote (schema 1)."""
+    d = tmp_path / "old"
+    d.mkdir()
+    shutil.copy(Path(__file__).parent / "data" / "dlc_pipeline_smoke_c6dd1f4.json", d / "results.json")
+    html = render_run(d).read_text()
+    assert "dlc-pipeline" in html and "fd_effnet" in html
+    render_index([d, _write_run(tmp_path / "new", _results("run-1", VALUES))], tmp_path / "index.html")
 
 
 def _chromium() -> tuple[str, str] | None:

@@ -87,7 +87,7 @@ def test_dict_style_access_for_old_callers():
         r["nope"]
 
 
-@pytest.mark.parametrize("version", [1, 3, None, "2"])
+@pytest.mark.parametrize("version", [0, 3, None, "2"])
 def test_wrong_or_missing_schema_version_is_a_user_error_with_hint(tmp_path, version):
     write_results(tmp_path, _record())
     data = json.loads((tmp_path / RESULTS_JSON).read_text())
@@ -100,6 +100,15 @@ def test_wrong_or_missing_schema_version_is_a_user_error_with_hint(tmp_path, ver
         read_results(tmp_path)
     assert "schema version" in str(e.value) and str(SCHEMA_VERSION) in e.value.message
     assert e.value.hint and "re-run" in e.value.hint
+
+
+def test_a_schema_1_record_is_read_as_schema_2():
+    """The results.json commit c6dd1f4 wrote (schema 1: no `sweep`) reads as a schema-2 record with sweep None."""
+    old = json.loads((Path(__file__).parent / "data" / "dlc_pipeline_smoke_c6dd1f4.json").read_text())
+    assert old["schema_version"] == 1 and "sweep" not in old
+    r = Results.from_dict(old)
+    assert (r.schema_version, r.sweep, r.experiment, len(r.metrics)) == (2, None, "dlc-pipeline", len(old["metrics"]))
+    assert r.metrics == old["metrics"] and r.config == old["config"]
 
 
 def test_missing_keys_and_wrong_types_are_user_errors():
@@ -137,8 +146,8 @@ def test_write_results_accepts_a_mapping_and_keeps_extra_keys(tmp_path):
     stored = json.loads((tmp_path / RESULTS_JSON).read_text())
     assert stored["schema_version"] == SCHEMA_VERSION and stored["inputs"] == {"n_fake": 60}
     assert read_results(tmp_path) == Results.from_dict({**d, "schema_version": SCHEMA_VERSION})
-    with pytest.raises(UserError, match="schema version 1"):
-        write_results(tmp_path / "old", {**d, "schema_version": 1})
+    with pytest.raises(UserError, match="schema version 0"):
+        write_results(tmp_path / "old", {**d, "schema_version": 0})
     assert not (tmp_path / "old").exists()
 
 

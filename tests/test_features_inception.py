@@ -8,6 +8,7 @@ Inception runs at a few images per second on this CPU, and a 2048-d Fréchet dis
 from __future__ import annotations
 
 import hashlib
+import io
 import urllib.error
 
 import numpy as np
@@ -226,9 +227,32 @@ def test_bad_weights_files(tmp_path):
     with pytest.raises(MissingWeightsError, match="does not exist"):
         build_extractor("inception-v3-compat", weights=tmp_path / "nope.pth", device="cpu")
     bad = tmp_path / "bad.pth"
-    torch.save({"fc.weight": torch.zeros(3, 3)}, bad)
-    with pytest.raises(ValueError, match="not a torch-fidelity Inception-v3 state dict"):
-        build_extractor("inception-v3-compat", weights=bad, device="cpu")
+    cases = {"garbage": b"\x00not a checkpoint" * 8, "empty": b""}
+    for name, obj in {"wrong keys": {"fc.weight": torch.zeros(3, 3)}, "tensor": torch.zeros(3),
+                      "list": [torch.zeros(3)], "non-tensor values": {"fc.weight": 1}}.items():
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        cases[name] = buf.getvalue()
+    for name, data in cases.items():
+        bad.write_bytes(data)
+        with pytest.raises(ValueError, match=r"bad\.pth is not a torch-fidelity Inception-v3 state dict \(.+\); "
+                                             "pass the file weights-inception"):
+            build_extractor("inception-v3-compat", weights=bad, device="cpu")
+
+
+def test_non_reference_weights_warn(weights, capsys, monkeypatch):
+    """Weights whose sha256 is not the release file's are used, with one warning line; the release file's are not."""
+    import bench.features.inception as inc
+
+    capsys.readouterr()
+    build_extractor("inception-v3-compat", weights=weights, device="cpu")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"warning: Inception weights {weights} have sha256 ")
+    assert "not the reference weights" in lines[0] and "not comparable with published numbers" in lines[0]
+    assert inc.INCEPTION_SHA256.startswith(INCEPTION_FILE.rsplit("-", 1)[1].removesuffix(".pth"))
+    monkeypatch.setattr(inc, "INCEPTION_SHA256", hashlib.sha256(weights.read_bytes()).hexdigest())
+    build_extractor("inception-v3-compat", weights=weights, device="cpu")
+    assert capsys.readouterr().err == ""
 
 
 def _fd_low_rank_exact(real: np.ndarray, fake: np.ndarray) -> float:

@@ -89,7 +89,7 @@ class DINOv2(FeatureExtractor):
                              f"use {'dinov2-' + arch + ('' if model_type == 'dinov2' else '-reg')} or other weights")
         cls = Dinov2WithRegistersModel if registers else Dinov2Model
         try:
-            net = cls.from_pretrained(str(self.model_dir), local_files_only=True)
+            net = cls.from_pretrained(str(self.model_dir), local_files_only=True, use_safetensors=True)  # never a .bin
         except (OSError, ValueError, RuntimeError) as e:
             raise ValueError(f"cannot load {self.name} from {self.model_dir}: {str(e).splitlines()[0][:300]}") from None
         self.net = net.to(device=self.device, dtype=self.dtype).eval()

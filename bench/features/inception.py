@@ -26,24 +26,40 @@ Mixed_6d's output (torch.cat puts branch1x1 first); lavinal712/ADM-evaluation-su
 by flattening in NHWC order, as TF does (`spatial[..., :7]` on an NHWC tensor; flattening NCHW gives other numbers).
 (Ports that take Mixed_6e, i.e. mixed_7, are off by one block.) So spatial = ReLU(BN(conv1x1)) of Mixed_6d =
 Mixed_6d(x)[:, :7], permuted to (N, 17, 17, 7) and flattened.
+
+Weights are read by us, never by torch-fidelity: its constructor unpickles whatever file it is given
+(`torch.load(path, weights_only=False)`), so a `--weights` file could run code. We read the file once, hash those
+bytes, load them with `torch.load(weights_only=True)` (tensors only), hand torch-fidelity's constructor a stand-in
+we serialised ourselves, then `load_state_dict(strict=True)` the real tensors. A file whose sha256 is not that of
+torch-fidelity's release file (INCEPTION_SHA256) is used, with one warning: its FID is not comparable with
+published numbers.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import os
+import re
 import urllib.error
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .base import FeatureExtractor, MissingWeightsError, downloads_disabled, file_sha256, register_extractor
+from ..cache import warn
+from .base import FeatureExtractor, MissingWeightsError, downloads_disabled, register_extractor
 from .resize import _version
 
-__all__ = ["InceptionV3Compat", "INCEPTION_URL", "INCEPTION_FILE", "default_inception_path"]
+__all__ = ["InceptionV3Compat", "INCEPTION_URL", "INCEPTION_FILE", "INCEPTION_SHA256", "default_inception_path",
+           "load_inception_state_dict", "forced_weights_only"]
 
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
                  "weights-inception-2015-12-05-6726825d.pth")
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+# sha256 of that release file (95,628,359 bytes); the file name carries its first 8 hex digits, torch hub's convention
+INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 
 # the network in stages: after each, the layers it makes available (torch-fidelity's forward order)
 _STAGES = (
@@ -90,6 +106,70 @@ def resolve_inception_weights(weights: str | os.PathLike | None, cache_dir: str 
     return p, INCEPTION_URL
 
 
+def _first_line(e: BaseException) -> str:
+    """The informative line of a loading error (torch's weights-only refusals bury it in advice), or its type."""
+    text = str(e)
+    m = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    line = (m.group(1) if m else text).strip().splitlines()
+    return line[0][:200] if line and line[0] else type(e).__name__
+
+
+def _not_inception(path: Path, why: str) -> str:
+    return (f"{path} is not a torch-fidelity Inception-v3 state dict ({why}); "
+            f"pass the file {INCEPTION_FILE} via --weights FILE")
+
+
+def load_inception_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str]:
+    """(state dict, sha256 of the bytes it was read from): the file is read once and loaded with
+    torch.load(weights_only=True), so nothing but tensors and plain containers is unpickled."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError (refused global, garbage), EOFError (empty), RuntimeError (bad zip)
+        raise ValueError(_not_inception(path, _first_line(e))) from None
+    if not (isinstance(state, Mapping) and state
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
+        raise ValueError(_not_inception(path, f"it holds a {type(state).__name__}, not a mapping of names to tensors"))
+    return dict(state), hashlib.sha256(data).hexdigest()
+
+
+@contextlib.contextmanager
+def forced_weights_only():
+    """Inside, torch.load(weights_only=False) loads as weights_only=True: torch reads TORCH_FORCE_WEIGHTS_ONLY_LOAD
+    at every call (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD, which would conflict with it, is lifted meanwhile)."""
+    names = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    saved = {k: os.environ.pop(k, None) for k in names}
+    os.environ[names[0]] = "1"
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _torch_fidelity_module(state: dict[str, torch.Tensor], internal_dtype: str) -> torch.nn.Module:
+    """torch-fidelity's FeatureExtractorInceptionV3 holding `state` (load_state_dict(strict=True)).
+
+    Its constructor always loads weights itself: downloads them (path None) or unpickles the path it is given with
+    weights_only=False. It gets a stand-in we serialised here instead: the same names and shapes, each a broadcast
+    zero (one stored element), so it neither downloads nor reads anything that came from outside; and its
+    torch.load runs under `forced_weights_only` all the same."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    stand_in = io.BytesIO()
+    torch.save({k: torch.zeros((), dtype=v.dtype).expand(v.shape) for k, v in state.items()}, stand_in)
+    stand_in.seek(0)
+    with forced_weights_only():
+        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=stand_in,
+                                          feature_extractor_internal_dtype=internal_dtype)
+    net.load_state_dict(state, strict=True)
+    return net
+
+
 @register_extractor("inception-v3-compat")
 class InceptionV3Compat(FeatureExtractor):
     """TF-2015 Inception-v3 (torch-fidelity port): pool3, sFID spatial, logits."""
@@ -107,24 +187,22 @@ class InceptionV3Compat(FeatureExtractor):
                  device: str | torch.device = "auto", dtype: str | torch.dtype = "float32",
                  cache_dir: str | os.PathLike | None = None, allow_download: bool | None = None):
         super().__init__(resize=resize, device=device, dtype=dtype)
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
         self.weights_path, self.weights_source = resolve_inception_weights(weights, cache_dir, allow_download)
+        state, self.weights_sha256 = load_inception_state_dict(self.weights_path)
         try:
-            net = FeatureExtractorInceptionV3(
-                "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(self.weights_path),
-                feature_extractor_internal_dtype=str(self.dtype).replace("torch.", ""))
-        except (RuntimeError, KeyError, ValueError, EOFError, OSError) as e:
-            raise ValueError(f"{self.weights_path} is not a torch-fidelity Inception-v3 state dict "
-                             f"({str(e).splitlines()[0][:200]}); pass the file {INCEPTION_FILE} via --weights FILE"
-                             ) from None
+            net = _torch_fidelity_module(state, str(self.dtype).replace("torch.", ""))
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:   # missing/unexpected keys, shape mismatches
+            raise ValueError(_not_inception(self.weights_path, _first_line(e))) from None
+        if self.weights_sha256 != INCEPTION_SHA256:
+            warn(f"Inception weights {self.weights_path} have sha256 {self.weights_sha256[:16]}..., not that of "
+                 f"{INCEPTION_FILE} ({INCEPTION_SHA256[:16]}...): these are not the reference weights, so FID, sFID, "
+                 "IS and KID from them are not comparable with published numbers")
         # torch-fidelity 0.4.0's text_to_dtype maps 'float64' to torch.float32 (helpers.py), so its module stays
         # float32 whatever internal dtype is asked for: cast it ourselves.
         self.net = net.to(device=self.device, dtype=self.dtype).eval()
 
     def weights_info(self) -> dict:
-        return {"source": self.weights_source, "path": str(self.weights_path),
-                "sha256": file_sha256(self.weights_path)}
+        return {"source": self.weights_source, "path": str(self.weights_path), "sha256": self.weights_sha256}
 
     def implementation(self) -> dict:
         return {**super().implementation(), "torch-fidelity": _version("torch-fidelity"),

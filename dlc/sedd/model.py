@@ -219,7 +219,7 @@ class SEDD(nn.Module):
     def forward(self, tokens: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         self.check_inputs(tokens, sigma)
         tokens = tokens.long()
-        x = self.vocab_embed[tokens]                                                  # (N, L, H)
+        x = F.embedding(tokens, self.vocab_embed)                                     # (N, L, H)
         if self.config.pos_embed:
             x = x + self.pos_embed
         c = F.silu(self.sigma_map(sigma))                                             # (N, cond_dim)

@@ -202,8 +202,10 @@ def test_nan_features_raise_and_write_nothing(tmp_path):
 
 # ---- the cache ----------------------------------------------------------------------------------------------
 
-def _count_files(root, suffix):
-    return sum(1 for p in root.rglob(f"*{suffix}"))
+def _entries(root, kind="image-features"):
+    """The feature-cache entries (stage directories) under a cache root."""
+    d = root / "stages" / kind
+    return sorted(e for e in d.iterdir() if not e.name.startswith(".")) if d.is_dir() else []
 
 
 def test_cache_hits_and_misses_on_every_key_part(tmp_path, effnet):
@@ -228,23 +230,23 @@ def test_cache_hits_and_misses_on_every_key_part(tmp_path, effnet):
     other = build_extractor("effnet-lite0", weights=tmp_path / "w2.pth", device="cpu")
     extract_features(x, other, "pool", cache=cache)
     assert (cache.hits, cache.misses) == (1, 5)
-    assert _count_files(cache.root, ".npy") == 5
+    assert len(_entries(cache.root)) == 5
     # both layers at once: the cached one is read, only the other computed
     both = extract_features(x, effnet, ["pool", "logits"], cache=cache)
     assert cache.hits == 3 and set(both) == {"pool", "logits"}
 
 
-def test_cache_sidecar_records_key_parts_and_corrupt_entries_miss(tmp_path):
+def test_cache_manifest_records_key_parts_and_corrupt_entries_miss(tmp_path):
     ext = build_extractor("pixels")
     cache = FeatureCache(tmp_path)
     x = smooth_images(3, 8, seed=11)
     extract_features(x, ext, cache=cache)
-    (meta_file,) = list(tmp_path.rglob("*.json"))
-    meta = json.loads(meta_file.read_text())
+    (entry,) = _entries(tmp_path)
+    meta = json.loads((entry / "stage.json").read_text())["spec"]
     assert meta["parts"]["extractor"] == "pixels" and meta["parts"]["layer"] == "pixels"
     assert meta["parts"]["preprocessing"]["resize"]["mode"] == "none" and meta["n"] == 3
-    assert meta["source"]["kind"] == "array"
-    meta_file.with_suffix(".npy").write_bytes(b"garbage")                     # a damaged entry is a miss
+    assert meta["source"]["kind"] == "array" and entry.name == meta["key"][:24]
+    (entry / "arrays.npz").write_bytes(b"garbage")                           # a damaged entry is a miss
     out = extract_features(x, ext, cache=cache)
     assert cache.misses == 2
     np.testing.assert_array_equal(out["pixels"], x.reshape(3, -1).numpy() / np.float32(255))
@@ -253,16 +255,18 @@ def test_cache_sidecar_records_key_parts_and_corrupt_entries_miss(tmp_path):
 
 
 def test_tampered_cache_file_warns_and_recomputes(tmp_path, capsys):
-    """A cached feature file whose bytes differ from the sha256 in its sidecar (same shape, valid .npy: only the
+    """A cached feature file whose bytes differ from the sha256 in its manifest (same shape, valid .npz: only the
     hash can tell) gives one warning line naming it, and the features are recomputed, correct."""
     ext = build_extractor("pixels")
     cache = FeatureCache(tmp_path)
     x = smooth_images(4, 8, seed=12)
     want = x.reshape(4, -1).numpy() / np.float32(255)
     extract_features(x, ext, cache=cache)
-    (npy,) = list(tmp_path.rglob("*.npy"))
-    assert json.loads(npy.with_suffix(".json").read_text())["sha256"] == __import__("dlc.io").io.file_sha256(npy)
-    np.save(npy, np.zeros_like(want), allow_pickle=False)                      # tampered: a plausible array
+    (entry,) = _entries(tmp_path)
+    npy = entry / "arrays.npz"
+    files = json.loads((entry / "stage.json").read_text())["files"]
+    assert files["arrays.npz"] == __import__("dlc.io").io.file_sha256(npy)
+    np.savez(npy, a0=np.zeros_like(want))                                      # tampered: a plausible array
     capsys.readouterr()
     out = extract_features(x, ext, cache=cache)
     err = capsys.readouterr().err.strip().splitlines()
@@ -296,7 +300,7 @@ def test_one_shot_iterables_are_not_cached(tmp_path):
     ext = build_extractor("pixels")
     x = smooth_images(4, 8, seed=12)
     out = extract_features(iter(list(x)), ext, cache=tmp_path)
-    assert out["pixels"].shape == (4, 192) and not any(tmp_path.rglob("*.npy"))
+    assert out["pixels"].shape == (4, 192) and not _entries(tmp_path)
 
 
 def test_statistics_cache(tmp_path):

@@ -315,28 +315,19 @@ def test_dlc_artifact_npy(tmp_path, marker):
             DLCArtifact.load(tmp_path / "art", mmap=mmap)
 
 
-def _replant(path: Path, sidecar: Path, write) -> None:
-    """Replace a feature-cache data file by a payload and record its sha256 in the sidecar."""
-    from dlc.io import file_sha256
-
-    write(path)
-    meta = json.loads(sidecar.read_text())
-    meta["sha256"] = file_sha256(path)
-    sidecar.write_text(json.dumps(meta))
-
-
 def test_feature_cache(tmp_path, marker, capsys):
+    """Feature-cache entries are stage-cache entries: a payload planted as their arrays.npz, with the manifest
+    rewritten to match, is refused by np.load(allow_pickle=False) and the features are recomputed."""
     from bench.features import build_extractor, extract_features, feature_statistics_cached
 
     images, ext, cache = smooth_images(6, 8, seed=3), build_extractor("pixels", device="cpu"), tmp_path / "fc"
     want = extract_features(images, ext, cache=cache)
     mu, sigma, n = feature_statistics_cached(images, ext, cache=cache)[:3]
-    for data in sorted((cache / "features").rglob("*.np[yz]")):
-        sidecar = data.with_suffix(".json")
-        if data.suffix == ".npy":
-            _replant(data, sidecar, lambda p: npy_payload(p, marker))
-        else:
-            _replant(data, sidecar, lambda p: npz_payload(p, marker, ("mu", "sigma")))
+    entries = sorted((cache / "stages").glob("image-*/*/arrays.npz"))
+    assert {p.parent.parent.name for p in entries} == {"image-features", "image-statistics"}
+    for data in entries:
+        npz_payload(data, marker, ("a0", "a1"))
+        _rewrite_manifest(data.parent)
     capsys.readouterr()
     got = extract_features(images, ext, cache=cache)                        # recomputed
     for layer in want:
@@ -344,7 +335,7 @@ def test_feature_cache(tmp_path, marker, capsys):
     mu2, sigma2, n2 = feature_statistics_cached(images, ext, cache=cache)[:3]
     np.testing.assert_array_equal(mu2, mu)
     np.testing.assert_array_equal(sigma2, sigma)
-    assert n2 == n and "are unreadable" in capsys.readouterr().err
+    assert n2 == n and "unreadable" in capsys.readouterr().err
 
 
 # ---- reference statistics and input images ---------------------------------------------------------------------

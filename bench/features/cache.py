@@ -5,28 +5,24 @@ preprocessing (resize mode/size/implementation, normalisation, dtype), weights s
 FEATURES_VERSION, kind}. Any change to any part is a different key, so a changed input, layer, resize or weights
 file is a miss, never a stale hit. Inputs that cannot be hashed (one-shot iterables) are never cached.
 
-Layout: <cache_dir>/features/<key[:2]>/<key>.npy (features, float32 (N, d)) or <key>.npz (mu, sigma float64),
-each with a <key>.json sidecar holding the full key parts, what was read and the sha256 of the data file. Both are
-written atomically (dlc.io.atomic_write) and the sidecar last: an entry without its sidecar is ignored. On read the
-data file is checked against that sha256: a tampered, truncated or unreadable file gives one warning line naming it
-(`bench.cache.warn`) and is recomputed. Nothing is unpickled (np.load(allow_pickle=False)).
+Storage: the one stage cache (`bench.cache.StageCache`): <cache_dir>/stages/image-features/<key[:24]>/ (features,
+float32 (N, d)) or image-statistics/<key[:24]>/ (mu, sigma float64, n), each with the stage manifest holding the full
+key parts, what was read and the sha256 of every file, written atomically. On read every file is checked against
+that sha256: a tampered, truncated or unreadable file gives one warning line naming it (`bench.cache.warn`) and is
+recomputed. Nothing is unpickled (npz read with allow_pickle=False).
 cache_dir: argument, else `bench.cache.default_cache_dir()` ($DLC_BENCH_CACHE, else the user cache dir …/dlc-bench).
 """
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from dlc.io import atomic_write, atomic_write_bytes, file_sha256
-
-from ..cache import default_cache_dir, warn
+from ..cache import StageCache, StageKey, default_cache_dir, load_tree, save_tree
 from ..inputs import open_images
 from .base import FeatureExtractor
 
@@ -50,92 +46,49 @@ def cache_key(content_hash: str, description: dict, layer: str, kind: str = "fea
 
 
 class FeatureCache:
-    """Features (.npy) and statistics (.npz) on disk, keyed by `cache_key`; counts hits and misses."""
+    """Features and statistics as entries of the one stage cache, keyed by `cache_key`; counts hits and misses.
+
+    An entry is a stage directory `<cache_dir>/stages/image-features/<key[:24]>/` (or `image-statistics/`):
+    `arrays.npz` + `tree.json`, and the manifest `stage.json` holding the key parts, what was read and the sha256 of
+    every file — written atomically and verified on read by `bench.cache.StageCache`, like every stage's output."""
+
+    KINDS = {"features": "image-features", "stats": "image-statistics"}
 
     def __init__(self, cache_dir: str | os.PathLike | None = None):
         self.root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        self.stages = StageCache(self.root)
         self.hits = 0
         self.misses = 0
 
-    def _path(self, key: str, suffix: str) -> Path:
-        return self.root / "features" / key[:2] / f"{key}{suffix}"
+    def _key(self, key: str, kind: str, meta: dict | None = None) -> StageKey:
+        return StageKey(self.KINDS[kind], key[:24], {"key": key, **(meta or {})})
 
-    def _meta(self, key: str) -> dict | None:
-        p = self._path(key, ".json")
-        try:
-            meta = json.loads(p.read_text())
-        except (OSError, ValueError):
-            return None
-        return meta if meta.get("key") == key else None
+    def _load(self, key: str, kind: str) -> dict | None:
+        ok, value = self.stages.load(self._key(key, kind), load_tree)
+        self.hits += ok
+        self.misses += not ok
+        return value if ok else None
 
-    def _verified(self, key: str, suffix: str, kind: str) -> tuple[dict, Path] | None:
-        """(sidecar, data file) of an entry whose data file matches its recorded sha256, else None (a miss; a bad
-        file is reported in one warning line)."""
-        meta = self._meta(key)
-        if meta is None or meta.get("kind") != kind or not meta.get("sha256"):
-            return None
-        path = self._path(key, suffix)
-        try:
-            ok = file_sha256(path) == meta["sha256"]
-        except OSError as e:
-            warn(f"cached features {path} are unreadable ({e.__class__.__name__}); recomputing them")
-            return None
-        if not ok:
-            warn(f"cached features {path} differ from the sha256 recorded when they were written; recomputing them")
-            return None
-        return meta, path
+    def directory(self, key: str, kind: str = "features") -> Path:
+        """The entry's directory (whether or not it exists)."""
+        return self.stages.directory(self._key(key, kind))
 
     def load_features(self, key: str) -> np.ndarray | None:
-        hit = self._verified(key, ".npy", "features")
-        arr = None
-        if hit is not None:
-            meta, path = hit
-            try:
-                arr = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as e:
-                warn(f"cached features {path} are unreadable ({e}); recomputing them")
-            if arr is not None and arr.shape != tuple(meta["shape"]):
-                warn(f"cached features {path} have shape {arr.shape}, not {tuple(meta['shape'])}; recomputing them")
-                arr = None
-        if arr is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        return arr
+        value = self._load(key, "features")
+        return None if value is None else value["features"]
 
     def save_features(self, key: str, feats: np.ndarray, meta: dict) -> None:
         feats = np.ascontiguousarray(feats, dtype=np.float32)
-        path = self._path(key, ".npy")
-        with atomic_write(path) as f:
-            np.save(f, feats, allow_pickle=False)
-        self._write_meta(key, {**meta, "kind": "features", "shape": list(feats.shape), "sha256": file_sha256(path)})
+        self.stages.store(self._key(key, "features", {**meta, "shape": list(feats.shape)}), {"features": feats},
+                          save_tree, seconds=0.0)
 
     def load_stats(self, key: str) -> tuple[np.ndarray, np.ndarray, int] | None:
-        hit = self._verified(key, ".npz", "stats")
-        out = None
-        if hit is not None:
-            meta, path = hit
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    out = z["mu"], z["sigma"], int(meta["n"])
-            except (OSError, ValueError, KeyError) as e:
-                warn(f"cached statistics {path} are unreadable ({e}); recomputing them")
-        if out is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        return out
+        value = self._load(key, "stats")
+        return None if value is None else (value["mu"], value["sigma"], int(value["n"]))
 
     def save_stats(self, key: str, mu: np.ndarray, sigma: np.ndarray, meta: dict) -> None:
-        buf = io.BytesIO()
-        np.savez(buf, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64))
-        data = buf.getvalue()
-        atomic_write_bytes(self._path(key, ".npz"), data)
-        self._write_meta(key, {**meta, "kind": "stats", "sha256": hashlib.sha256(data).hexdigest()})
-
-    def _write_meta(self, key: str, meta: dict) -> None:
-        meta = {**meta, "key": key, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        atomic_write_bytes(self._path(key, ".json"), json.dumps(meta, indent=1, sort_keys=True, default=str).encode())
+        value = {"mu": np.asarray(mu, np.float64), "sigma": np.asarray(sigma, np.float64), "n": int(meta["n"])}
+        self.stages.store(self._key(key, "stats", meta), value, save_tree, seconds=0.0)
 
 
 def _as_cache(cache: FeatureCache | str | os.PathLike | bool | None) -> FeatureCache | None:

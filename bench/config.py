@@ -4,8 +4,9 @@ An experiment declares a frozen dataclass. `build` makes one from a (nested) map
 dotted `--set model.hidden=256` strings, `expand_sweep` makes one config per point of a sweep; values are
 parsed against the field's annotation: int, float, bool, str, Optional[...], Literal[...], tuple[X, ...] /
 list[X]. Every problem (unknown key, wrong type, a config's own `__post_init__` / `validate()` ValueError)
-is a one-line `UserError`. Preset files (`include:`, `seeds:`, `sweep:`) and `resolve_config` /
-`load_config` live in `bench.presets` and are importable from here too.
+is a one-line `UserError` (a `dlc.validate` check names the full dotted key); `preflight` checks, when a run
+starts, what depends on the machine: device, dtype, data directories, memory. Preset files (`include:`,
+`seeds:`, `sweep:`) and `resolve_config` / `load_config` live in `bench.presets` and are importable from here.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import typing
 from typing import Any, Literal, Mapping, Sequence, get_args, get_origin
 
 import yaml
+
+from dlc.validate import ConfigError
 
 from .errors import UserError
 from .registry import did_you_mean
@@ -179,8 +182,13 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split("\n")).strip()
 
 
-def _invalid(e: ValueError, where: str = "", hint: str | None = None) -> UserError:
-    """A config's own ValueError (`__post_init__` / `validate()`) as a one-line UserError."""
+def _invalid(e: ValueError, where: str = "", hint: str | None = None, prefix: str = "") -> UserError:
+    """A config's own ValueError (`__post_init__` / `validate()`) as a one-line UserError. A dlc.validate
+    ConfigError of the group at dotted `prefix` names the full key (`prior.train.steps=0 ...`) and adds its fix."""
+    if isinstance(e, ConfigError):
+        e = e.at(prefix)
+        return UserError(f"invalid config{' ' + where if where else ''}: {e.statement}",
+                         hint="; ".join(h for h in (hint, e.fix) if h) or None)
     return UserError(f"invalid config{' ' + where if where else ''}: {_one_line(e)}", hint=hint)
 
 
@@ -242,21 +250,22 @@ def build(cls: type, values: Mapping[str, Any], prefix: str = "", root: type | N
     except TypeError as e:  # a required field is missing
         raise UserError(f"incomplete config for {cls.__name__}: {e}") from None
     except ValueError as e:  # the config's own __post_init__ check
-        raise _invalid(e, prefix.rstrip("."), hint="change the preset's value or override it with --set") from None
-    _validate(obj, hint="change the preset's value or override it with --set")
+        where = "" if isinstance(e, ConfigError) else prefix.rstrip(".")
+        raise _invalid(e, where, hint="change the preset's value or override it with --set", prefix=prefix) from None
+    _validate(obj, hint="change the preset's value or override it with --set", prefix=prefix)
     return obj
 
 
-def _validate(obj: Any, hint: str | None = None, where: str = "") -> None:
+def _validate(obj: Any, hint: str | None = None, where: str = "", prefix: str = "") -> None:
     check = getattr(obj, "validate", None)
     if callable(check):
         try:
             check()
         except ValueError as e:
-            raise _invalid(e, where, hint) from None
+            raise _invalid(e, where, hint, prefix) from None
 
 
-def _apply(obj: Any, changes: Mapping[tuple[str, ...], Any], where: str, hint: str | None) -> Any:
+def _apply(obj: Any, changes: Mapping[tuple[str, ...], Any], where: str, hint: str | None, prefix: str = "") -> Any:
     """`obj` with already-coerced values at dotted paths, each (nested) group replaced once."""
     direct: dict[str, Any] = {}
     nested: dict[str, dict[tuple[str, ...], Any]] = {}
@@ -266,11 +275,11 @@ def _apply(obj: Any, changes: Mapping[tuple[str, ...], Any], where: str, hint: s
         else:
             nested.setdefault(parts[0], {})[parts[1:]] = value
     for head, sub in nested.items():
-        direct[head] = _apply(getattr(obj, head), sub, where, hint)
+        direct[head] = _apply(getattr(obj, head), sub, where, hint, f"{prefix}{head}.")
     try:
         return dataclasses.replace(obj, **direct)
     except ValueError as e:  # __post_init__ of the replaced group
-        raise _invalid(e, where, hint) from None
+        raise _invalid(e, where, hint, prefix) from None
 
 
 def assign(config: Any, values: Mapping[str, Any], where: str = "", hint: str | None = None) -> Any:
@@ -414,6 +423,35 @@ def _show_value(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ",".join(_show_value(x) for x in v) + "]"
     return str(v)
+
+
+def preflight(config: Any, device: str = "auto", dtype: str = "float32",
+              points: Sequence[tuple[dict, Any]] | None = None) -> tuple[str, str]:
+    """What depends on this machine, checked before a run does any work (UserError otherwise): the device
+    exists, the dtype is supported, and the config (and every sweep point's) fits in memory by its own
+    `check_resources()` (see dlc.validate.within_memory). Returns the checked (device, dtype) names."""
+    from dlc.validate import check_device, check_dtype
+
+    try:
+        device = check_device(device)
+        dtype = check_dtype(dtype, device)
+        for c in [config, *(c for _, c in points or ())]:
+            _check_resources(c)
+    except ConfigError as e:
+        raise UserError(e.statement, hint=e.fix) from None
+    return device, dtype
+
+
+def _check_resources(obj: Any, prefix: str = "") -> None:
+    """Every (nested) group's own `check_resources()`, innermost first; errors name the dotted key."""
+    for f in dataclasses.fields(obj):
+        if dataclasses.is_dataclass(sub := getattr(obj, f.name)):
+            _check_resources(sub, f"{prefix}{f.name}.")
+    if callable(getattr(obj, "check_resources", None)):
+        try:
+            obj.check_resources()
+        except ConfigError as e:
+            raise e.at(prefix) from None
 
 
 def to_dict(config: Any) -> dict:

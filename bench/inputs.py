@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -146,6 +147,31 @@ class ImageSource:
         raise NotImplementedError
 
 
+def _max_pixels() -> int | None:
+    """The most pixels one image may have (PIL's Image.MAX_IMAGE_PIXELS, ~89 MP unless changed; None: no limit)."""
+    from PIL import Image
+
+    return Image.MAX_IMAGE_PIXELS
+
+
+def _check_pixels(what: str, w: int, h: int) -> None:
+    """Refuse, before decoding, an image whose header claims more pixels than _max_pixels() (decompression bomb)."""
+    limit = _max_pixels()
+    if limit is not None and int(w) * int(h) > limit:
+        raise ValueError(f"{what} claims {w}x{h} pixels ({int(w) * int(h) / 1e6:.0f} MP), more than the "
+                         f"{limit / 1e6:.0f} MP limit on one image (a decompression bomb?); it was not decoded: "
+                         "resize it or raise PIL.Image.MAX_IMAGE_PIXELS if the image is genuine")
+
+
+def _open_header(p: Path):
+    """PIL's lazy open of `p` (header only) with decompression-bomb warnings turned into errors."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(p)
+
+
 def _check_batch_size(batch_size: int) -> int:
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
@@ -188,10 +214,14 @@ class FolderSource(ImageSource):
         sizes: dict[tuple[int, int], Path] = {}
         for p in files:                                               # headers only: cheap
             try:
-                with Image.open(p) as im:
+                with _open_header(p) as im:
                     wh, mode = im.size, im.mode
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+                raise ValueError(f"image {p} was refused before decoding: {e} Resize it, or raise "
+                                 "PIL.Image.MAX_IMAGE_PIXELS if it is genuine") from None
             except (UnidentifiedImageError, OSError) as e:
                 raise ValueError(f"cannot read image {p}: {e}") from None
+            _check_pixels(f"image {p}", *wh)
             if mode not in _CONVERTIBLE_MODES:
                 raise ValueError(f"image {p} has mode {mode!r} (16-bit or float); only 8-bit images are supported: "
                                  "convert it to 8-bit RGB")
@@ -209,11 +239,15 @@ class FolderSource(ImageSource):
     def _load(self, p: Path) -> np.ndarray:
         from PIL import Image
 
-        with Image.open(p) as im:
-            im = im.convert("RGB") if im.mode != "RGB" else im
-            if self.size is not None and im.size != (self.size, self.size):
-                im = im.resize((self.size, self.size), resample=Image.BICUBIC)
-            return np.asarray(im)                                       # (H, W, 3) uint8
+        try:
+            with _open_header(p) as im:
+                _check_pixels(f"image {p}", *im.size)                  # the file may have changed since
+                im = im.convert("RGB") if im.mode != "RGB" else im
+                if self.size is not None and im.size != (self.size, self.size):
+                    im = im.resize((self.size, self.size), resample=Image.BICUBIC)
+                return np.asarray(im)                                   # (H, W, 3) uint8
+        except (OSError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise ValueError(f"cannot decode image {p}: {' '.join(str(e).split())}") from None
 
     def batches(self, batch_size: int = 64) -> Iterator[torch.Tensor]:
         _check_batch_size(batch_size)
@@ -261,6 +295,7 @@ class NpzSource(ImageSource):
         if len(shape) != 4:
             raise ValueError(f"{self.path}:{key} has shape {shape}; images must be 4-D uint8 (N, H, W, C)")
         self.channel_axis = _channel_axis(tuple(shape), layout, f"{self.path.name}:{key}")
+        _check_pixels(f"{self.path}:{key}", *[s for i, s in enumerate(shape[1:], 1) if i != self.channel_axis])
         self.shape = tuple(shape)
         self.num_images = shape[0]
         self.conversions: collections.Counter = collections.Counter()

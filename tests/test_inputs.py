@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import io
+import struct
 import tracemalloc
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -99,6 +101,48 @@ def test_folder_errors_and_fingerprint(tmp_path):
     assert FolderSource(folder, size=4).fingerprint() != FolderSource(folder).fingerprint()
 
 
+def _bomb_png(path, w=20000, h=20000):
+    """A 1x1 PNG whose header claims w x h pixels (IHDR rewritten, its CRC fixed): decoding it would need GBs."""
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buf, "PNG")
+    b = bytearray(buf.getvalue())
+    b[16:24] = struct.pack(">II", w, h)
+    b[29:33] = struct.pack(">I", zlib.crc32(bytes(b[12:29])))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(b))
+    return path
+
+
+@pytest.mark.parametrize("w, h", [(20000, 20000), (10000, 10000)])   # over PIL's hard limit, between 1x and 2x
+def test_folder_refuses_a_decompression_bomb_before_decoding(tmp_path, w, h):
+    d = _write(tmp_path / "d", _imgs(2))
+    _bomb_png(d / "zz-bomb.png", w, h)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError) as e:
+            open_images(d)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    msg = str(e.value)
+    assert "zz-bomb.png" in msg and "refused before decoding" in msg and "MAX_IMAGE_PIXELS" in msg
+    assert "\n" not in msg and peak < 50 * 2**20                           # nothing was decoded
+
+
+def test_folder_refuses_bombs_under_a_lower_limit_and_decoding_errors_name_the_file(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    d = _write(tmp_path / "d", _imgs(2, 64, 64))
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1000)                 # 64x64 > 1000 < 2x: PIL only warns
+    with pytest.raises(ValueError, match=r"img00\.png was refused before decoding"):
+        open_images(d)
+    monkeypatch.undo()
+    src = open_images(d)
+    (d / "img01.png").write_bytes((d / "img01.png").read_bytes()[:60])     # truncated after the header check
+    with pytest.raises(ValueError, match=r"cannot decode image .*img01\.png"):
+        _all(src)
+
+
 # ---- .npz (ADM format), streamed ----------------------------------------------------------------------------
 
 def test_npz_stream_equals_np_load(tmp_path):
@@ -152,6 +196,55 @@ def test_npz_errors(tmp_path):
         z.writestr("arr_0.npy", buf.getvalue()[:-2 * 6 * 7 * 3])
     with pytest.raises(ValueError, match="truncated: expected 4 rows, got 2"):
         _all(open_images(tmp_path / "trunc.npz"), 3)
+
+
+def _corrupt(path, compressed=False):
+    """`path` with one byte of arr_0's data flipped: the zip's CRC-32 (and, deflated, the stream) no longer match."""
+    (np.savez_compressed if compressed else np.savez)(path, arr_0=_imgs(8, 16, 16))
+    b = bytearray(path.read_bytes())
+    b[len(b) // 2] ^= 0xFF
+    path.write_bytes(bytes(b))
+    return path
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_npz_with_a_crc_error_is_a_value_error_naming_the_file(tmp_path, compressed):
+    bad = _corrupt(tmp_path / "bad.npz", compressed)
+    with pytest.raises(ValueError) as e:
+        _all(open_images(bad), 3)
+    msg = str(e.value)
+    assert str(bad) in msg and "is damaged" in msg and "arr_0" in msg and "\n" not in msg, msg
+
+
+def test_npz_whose_header_is_damaged_or_claims_huge_images(tmp_path):
+    buf = io.BytesIO()
+    np.save(buf, _imgs(2))
+    with zipfile.ZipFile(tmp_path / "hdr.npz", "w") as z:
+        z.writestr("arr_0.npy", b"\x93NUMPY\x01\x00garbage" + buf.getvalue()[16:])
+    with pytest.raises(ValueError, match=r"hdr\.npz is damaged: reading 'arr_0' failed"):
+        open_images(tmp_path / "hdr.npz")
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                  "shape": (2, 20000, 20000, 3)})
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as z:
+        z.writestr("arr_0.npy", header.getvalue())                         # a header and no data
+    with pytest.raises(ValueError, match=r"huge\.npz:arr_0 claims 20000x20000 pixels \(400 MP\)"):
+        open_images(tmp_path / "huge.npz")
+
+
+def test_metrics_cli_reports_a_bomb_and_a_damaged_npz_on_one_line(tmp_path, capsys):
+    from bench.cli import main
+
+    real = _write(tmp_path / "real", _imgs(6, 8, 8))
+    bomb = _write(tmp_path / "bomb", _imgs(2, 8, 8))
+    _bomb_png(bomb / "b.png")
+    for fake, fragment in [(bomb, "b.png was refused before decoding"), (_corrupt(tmp_path / "c.npz"), "is damaged")]:
+        out = tmp_path / "out.json"
+        rc = main(["metrics", "--real", str(real), "--fake", str(fake), "--features", "pixels", "--metrics", "fid",
+                   "--out", str(out), "--no-store", "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+        err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert rc == 2 and len(err) == 1 and err[0].startswith("error: --fake: ") and fragment in err[0], err
+        assert not out.exists()
 
 
 def test_npz_grayscale_channel_is_converted(tmp_path):

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from dlc.validate import ConfigError, check, choice, nonempty, within_memory
+
 from ..codestats import code_tv, copy_fraction, probe_rows
 from ..conditioning import CONDITIONING
 from ..experiment import experiment
@@ -50,6 +52,16 @@ class EvalConfig:
     grid: int = 64                   # images per sample grid
     save_samples: bool = True        # samples/<variant>.npz in the run directory (ADM format)
 
+    def __post_init__(self):
+        from bench.features import FEATURE_EXTRACTORS, RESIZE_MODES
+
+        check(self, positive=("n_samples", "feature_batch_size", "grid"),
+              non_negative=("bootstrap", "probe_n", "n_compose"))
+        nonempty("variants", self.variants, "name at least one evaluation variant")
+        choice("features", self.features, FEATURE_EXTRACTORS.names())
+        if self.resize:
+            choice("resize", self.resize, RESIZE_MODES)
+
 
 @dataclass(frozen=True)
 class DLCPipelineConfig:
@@ -69,9 +81,49 @@ class DLCPipelineConfig:
             raise ValueError(f"unknown variant(s) {bad}.{did_you_mean(bad[0], list(VARIANTS))} "
                              f"Choose from {', '.join(VARIANTS)}")
         self.dit_sampling.check(self.dit)
+        self._check_patches()
         if self.eval.n_samples > self.data.n_test and "dlc-recon" in self.eval.variants:
             raise ValueError(f"eval.n_samples={self.eval.n_samples} exceeds data.n_test={self.data.n_test}, "
                              f"but dlc-recon needs one held-out image per sample; lower eval.n_samples")
+
+        if 0 < self.data.sizes()[1] < 2 * self.eval.n_compose:
+            raise ConfigError("eval.n_compose", self.eval.n_compose, f"needs {2 * self.eval.n_compose} held-out "
+                              f"images, more than data.n_test={self.data.n_test}", "lower eval.n_compose")
+
+    def _check_patches(self) -> None:
+        """The encoder's ViT and the DiT cut their inputs into whole patches (else they fail only when built)."""
+        from dlc.encoder import VIT_PRESETS
+
+        size, enc = self.data.image_size, self.encoder
+        if enc.backbone in VIT_PRESETS and (enc.input_size or size) % VIT_PRESETS[enc.backbone][3]:
+            key, patch = "encoder.input_size" if enc.input_size else "data.image_size", VIT_PRESETS[enc.backbone][3]
+            raise ConfigError(key, enc.input_size or size, f"is not a multiple of {enc.backbone}'s patch size "
+                              f"{patch}", f"choose a multiple of {patch}")
+        down = 1 if self.dit.vae == "pixel" else 8                      # the SD-VAE's downsampling factor
+        patch = int(self.dit.model.rsplit("/", 1)[1])
+        if size % (down * patch):
+            raise ConfigError("data.image_size", size, f"does not give {self.dit.model} (patch {patch}"
+                              + (", VAE factor 8" if down > 1 else "") + ") whole patches",
+                              f"choose a multiple of {down * patch}")
+
+    def estimate(self) -> dict[str, float]:
+        """Host memory (bytes) of the largest arrays a run holds, from the sizes alone: {what: bytes}."""
+        from dlc.encoder import VIT_PRESETS
+
+        n_train, n_test = self.data.sizes()
+        n, side, L, V = self.eval.n_samples, self.data.image_size, self.encoder.L, self.encoder.V
+        image = 3 * side * side                                         # uint8
+        latent = 4 * (image if self.dit.vae == "pixel" else 4 * (side // 8) ** 2)   # float32
+        dim = VIT_PRESETS[self.encoder.backbone][0] if self.encoder.backbone in VIT_PRESETS else 1024
+        return {"images": (n_train + n_test) * image,
+                "DLC export (soft codes and embeddings)": (n_train + n_test) * (L * V + dim) * 4,
+                "DiT inputs": (n_train + min(self.dit.monitor_n, n_test)) * latent,
+                "samples": n * (image + latent), "features": (n_test + n) * 2048 * 4}
+
+    def check_resources(self, available: int | None = None) -> None:
+        """Refuse a run whose `estimate()` exceeds this machine's memory (bench.config.preflight calls it)."""
+        within_memory(self.estimate(), "lower data.n_train, data.n_test or eval.n_samples, or use a machine with "
+                      "more memory", available)
 
 
 def build_extractor(ctx: RunContext, cfg: EvalConfig):

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from dlc.validate import check as check_fields, choice, in_range
+
 from ..cache import Stage
 from .base import gather_block, progress_callback, rank_block
 
@@ -58,6 +60,14 @@ class DiTConfig:
                if getattr(self, k) < 0]
         if bad:
             raise ValueError(f"dit.{', dit.'.join(bad)}: must be ≥ 0 (0 turns it off)")
+        from dlc.dit import DIT_MODELS
+        from dlc.dit.flow import T_DISTS
+
+        choice("model", self.model, DIT_MODELS)
+        choice("t_dist", self.t_dist, T_DISTS)
+        check_fields(self, finite=("t_mean",), positive=("t_std", "steps", "batch_size", "lr", "encode_batch_size"),
+                     non_negative=("grad_clip",), probability=("t_uniform", "ema"))
+        in_range("drop_prob", self.drop_prob, 0.0, 1.0, hi_open=True)
         self.process()                                     # flow settings checked now, not after training
 
     def process(self):
@@ -78,6 +88,10 @@ class DiTSamplingConfig:
     guided_channels: int = 0         # 0: all channels (the DLC convention); 3: the DiT/RCG one
     batch_size: int = 250
 
+    def __post_init__(self):
+        choice("sampler", self.sampler, sorted({s for ok in SAMPLERS.values() for s in ok}))
+        check_fields(self, positive=("steps", "batch_size"), non_negative=("cfg_scale", "guided_channels"))
+
     def check(self, dit: DiTConfig) -> None:
         """The sampler must suit the DiT's objective (called by experiments before any training)."""
         from dlc.registry import did_you_mean
@@ -86,8 +100,6 @@ class DiTSamplingConfig:
         if self.sampler not in ok:
             raise ValueError(f"dit_sampling.sampler={self.sampler!r} does not sample a DiT trained with objective "
                              f"{dit.objective!r}.{did_you_mean(self.sampler, ok)} Choose from {', '.join(ok)}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"dit_sampling.steps and batch_size must be ≥ 1 (got {self.steps}, {self.batch_size})")
 
 
 # ----------------------------------------------------------------------------- latents

@@ -11,6 +11,8 @@ import torch
 from dlc.encoder.dino import MultiCropConfig
 from dlc.encoder.train import SEMTrainConfig
 
+from dlc.validate import check, choice
+
 from ..cache import Stage
 from .base import progress_callback
 
@@ -30,6 +32,13 @@ class EncoderConfig:
     tau: float = 1.0
     train: SEMTrainConfig = field(default_factory=_default_train)   # dlc's own training config
     export_batch_size: int = 256
+
+    def __post_init__(self):
+        from dlc.encoder import BACKBONES, SEMConfig
+
+        choice("backbone", self.backbone, BACKBONES)
+        SEMConfig(L=self.L, V=self.V, tau=self.tau)                      # its checks of L, V and tau
+        check(self, non_negative=("input_size",), positive=("export_batch_size",))
 
 
 def train_encoder(ctx: Any, cfg: EncoderConfig, image_size: int, train, seed: int) -> dict:

@@ -9,6 +9,8 @@ import torch
 
 from dlc.sedd.train import SEDDTrainConfig
 
+from dlc.validate import check, choice, in_range
+
 from ..cache import Stage
 from .base import gather_block, progress_callback, rank_block
 
@@ -28,11 +30,10 @@ class PriorConfig:
     def __post_init__(self):
         from dlc.sedd import SEDD_MODELS
 
-        if self.model not in SEDD_MODELS:
-            from dlc.registry import did_you_mean
-
-            raise ValueError(f"unknown SEDD preset prior.model={self.model!r}."
-                             f"{did_you_mean(self.model, list(SEDD_MODELS))} Choose one of {', '.join(SEDD_MODELS)}")
+        choice("model", self.model, SEDD_MODELS)
+        sizes = ("hidden", "n_blocks", "n_heads")
+        check(self, non_negative=sizes)
+        SEDD_MODELS[self.model](**{k: getattr(self, k) for k in sizes if getattr(self, k)})   # heads split hidden
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,15 @@ class PriorSamplingConfig:
     t0: float = 0.3
     t1: float = 0.55
     batch_size: int = 500
+
+    def __post_init__(self):
+        from dlc.sedd.sampling import SAMPLERS
+
+        choice("sampler", self.sampler, SAMPLERS)
+        check(self, positive=("steps", "batch_size"))
+        in_range("eta", self.eta, 0.0, 1.0, hi_open=True)
+        in_range("t0", self.t0, 0.0, 1.0, hi_open=True)
+        in_range("t1", self.t1, self.t0, 1.0, lo_open=True, fix="set t1 above t0: remasking runs for t0 < t < t1")
 
 
 def train_prior(ctx: Any, cfg: PriorConfig, tokens: torch.Tensor, vocab_size: int, seed: int):

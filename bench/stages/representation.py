@@ -21,19 +21,12 @@ import torch
 
 from dlc.baselines.rcg import RCGProjectorConfig
 
+from dlc.validate import at_least, check, choice, in_range
+
 from ..cache import Stage, load_tree, save_tree
 from .base import gather_block, progress_callback, rank_block
 
 KINDS = ("rcg", "embedding")
-
-
-def _choose(what: str, value: str, choices) -> None:
-    """ValueError naming `what`, with a did-you-mean, unless `value` is one of `choices`."""
-    if value not in choices:
-        from dlc.registry import did_you_mean
-
-        raise ValueError(f"unknown {what}={value!r}.{did_you_mean(value, list(choices))} "
-                         f"Choose one of {', '.join(choices)}")
 
 
 def _default_projector() -> RCGProjectorConfig:
@@ -47,10 +40,8 @@ class RepresentationConfig:
     projector: RCGProjectorConfig = field(default_factory=_default_projector)
 
     def __post_init__(self):
-        _choose("representation.kind", self.kind, KINDS)
-        if self.projector.hidden < 1 or self.projector.out_dim < 2:
-            raise ValueError(f"representation.projector needs hidden ≥ 1 and out_dim ≥ 2 (per-sample "
-                             f"standardisation); got {self.projector}")
+        choice("representation.kind", self.kind, KINDS)
+        at_least("projector.out_dim", self.projector.out_dim, 2, "per-sample standardisation needs ≥ 2 dimensions")
 
 
 @dataclass(frozen=True)
@@ -74,9 +65,10 @@ class RDMStageConfig:
     def __post_init__(self):
         from dlc.baselines import RDM_MODELS
 
-        _choose("rdm.model", self.model, RDM_MODELS)
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"rdm.steps and rdm.batch_size must be ≥ 1 (got {self.steps}, {self.batch_size})")
+        choice("rdm.model", self.model, RDM_MODELS)
+        check(self, non_negative=("width", "depth", "time_embed_dim", "weight_decay"), probability=("ema",),
+              positive=("steps", "batch_size", "lr", "log_every"))
+        in_range("dropout", self.dropout, 0.0, 1.0, hi_open=True)
 
 
 @dataclass(frozen=True)
@@ -86,6 +78,7 @@ class RDMSamplingConfig:
     batch_size: int = 1024
 
     def __post_init__(self):
+        check(self, finite=("eta",))
         if self.steps < 1 or self.batch_size < 1 or self.eta < 0:
             raise ValueError(f"rdm_sampling needs steps ≥ 1, batch_size ≥ 1, eta ≥ 0 (got {self})")
 

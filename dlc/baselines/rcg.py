@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..common import load_checkpoint, save_checkpoint
+from ..validate import check, non_negative
 
 __all__ = ["RCGProjectorConfig", "RCGProjector", "standardize_per_sample", "rcg_representation",
            "raw_representation", "REPRESENTATIONS", "save_projector", "load_projector"]
@@ -30,6 +31,10 @@ class RCGProjectorConfig:
     hidden: int = 2048
     out_dim: int = 256
     seed: int = 0
+
+    def __post_init__(self):
+        non_negative("in_dim", self.in_dim, "set the embedding's dimension (0: to be filled in from the data)")
+        check(self, positive=("hidden", "out_dim"))
 
 
 def standardize_per_sample(r: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from ..common import PerSampleRNG, autocast, count_params, load_checkpoint, reso
 from ..dit.diffusion import GaussianDiffusion, get_betas
 from ..dit.models import timestep_embedding
 from ..dit.train import TrainResult, train_diffusion
+from ..validate import check, in_range
 
 __all__ = ["RDMConfig", "SimpleMLP", "RDM_MODELS", "rdm_diffusion", "train_rdm", "sample_rdm", "save_rdm",
            "load_rdm"]
@@ -35,6 +36,10 @@ class RDMConfig:
     time_embed_dim: int = 256
     depth: int = 12
     dropout: float = 0.0
+
+    def __post_init__(self):
+        check(self, positive=("dim", "width", "time_embed_dim", "depth"))
+        in_range("dropout", self.dropout, 0.0, 1.0, hi_open=True)
 
 
 #################################################################################

@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..common import count_params, load_checkpoint, save_checkpoint
+from ..validate import check, choice, in_range
 
 __all__ = ["DiTConfig", "DiT", "DIT_MODELS", "build_dit", "save_dit", "load_dit", "CONDITIONERS"]
 
@@ -56,16 +57,16 @@ class DiTConfig:
     grad_checkpoint: bool = False  # recompute each block in the backward pass (saves memory)
 
     def __post_init__(self):
-        if self.cond not in CONDITIONERS:
-            raise ValueError(f"unknown conditioner cond={self.cond!r}; choose one of {CONDITIONERS}")
+        choice("cond", self.cond, CONDITIONERS, "conditioner")
+        choice("dlc_pool", self.dlc_pool, DLC_POOLS)
+        check(self, positive=("input_size", "patch_size", "in_channels", "hidden_size", "depth", "num_heads",
+                              "mlp_ratio", "num_classes", "dlc_length", "dlc_vocab", "cond_dim"))
+        in_range("drop_prob", self.drop_prob, 0.0, 1.0, hi_open=True)
         if self.input_size % self.patch_size:
             raise ValueError(f"input_size={self.input_size} is not divisible by patch_size={self.patch_size}")
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
-        if self.hidden_size % 4:
-            raise ValueError(f"hidden_size={self.hidden_size} must be a multiple of 4 (2-D sin-cos positions)")
-        if not 0.0 <= self.drop_prob < 1.0:
-            raise ValueError(f"drop_prob={self.drop_prob} must be in [0, 1)")
+        if self.hidden_size % self.num_heads or self.hidden_size % 4:
+            raise ValueError(f"hidden_size={self.hidden_size} must be a multiple of num_heads={self.num_heads} and "
+                             "of 4 (2-D sin-cos positions)")
 
     @property
     def out_channels(self) -> int:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import did_you_mean
+from ..validate import check, in_range, positive
 
 __all__ = ["ViTConfig", "ViT", "DINOv2Backbone", "EfficientNetBackbone", "BACKBONES", "VIT_PRESETS",
            "build_backbone", "backbone_from_spec", "load_efficientnet_lite0", "load_dinov2",
@@ -54,12 +55,13 @@ class ViTConfig:
     drop_path: float = 0.0
 
     def __post_init__(self):
+        check(self, positive=("image_size", "patch_size", "dim", "depth", "num_heads", "mlp_ratio", "layerscale"),
+              non_negative=("num_registers",))
+        in_range("drop_path", self.drop_path, 0.0, 1.0, hi_open=True)
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size={self.image_size} is not divisible by patch_size={self.patch_size}")
         if self.dim % self.num_heads:
             raise ValueError(f"dim={self.dim} is not divisible by num_heads={self.num_heads}")
-        if self.num_registers < 0:
-            raise ValueError(f"num_registers must be ≥ 0 (got {self.num_registers})")
 
 
 class Attention(nn.Module):

@@ -23,6 +23,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from ..validate import at_least, check, in_range, interval, non_negative, nonempty, positive, probability
+
 __all__ = ["DINOHead", "DINOLoss", "koleo_loss", "teacher_temperature", "cosine_schedule", "MultiCropConfig",
            "SMALL_CROPS", "multi_crop", "random_resized_boxes"]
 
@@ -160,9 +162,20 @@ class MultiCropConfig:
     solarize_p_global: tuple[float, ...] = (0.0, 0.2)
 
     def __post_init__(self):
-        if self.n_global < 1 or self.n_local < 0 or self.n_global + self.n_local < 2:
-            raise ValueError(f"multi-crop needs n_global ≥ 1, n_local ≥ 0 and at least two crops "
-                             f"(got n_global={self.n_global}, n_local={self.n_local})")
+        positive("n_global", self.n_global)
+        non_negative("n_local", self.n_local)
+        at_least("n_local", self.n_local, 2 - self.n_global, "DINO needs at least two crops: raise n_local")
+        check(self, positive=("global_size", "local_size"), probability=("flip_p", "jitter_p", "grayscale_p",
+              "blur_p_local"), non_negative=("brightness", "contrast", "saturation"))
+        in_range("hue", self.hue, 0.0, 0.5)
+        for name in ("global_scale", "local_scale"):
+            interval(name, getattr(self, name), 0.0, 1.0, lo_open=True)
+        interval("ratio", self.ratio, 0.0, math.inf, lo_open=True)
+        interval("blur_sigma", self.blur_sigma, 0.0, math.inf, lo_open=True)
+        for name in ("blur_p_global", "solarize_p_global"):
+            nonempty(name, getattr(self, name), "give one probability per global crop (the last repeats)")
+            for p in getattr(self, name):
+                probability(name, p)
 
 
 # Milder crops for tiny synthetic images whose colour is a factor (shapes at 32 px): no hue shift or grayscale,

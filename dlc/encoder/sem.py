@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..common import count_params, load_checkpoint, save_checkpoint
+from ..validate import at_least, non_negative, positive
 from .backbones import backbone_from_spec, build_backbone
 
 __all__ = ["SEMConfig", "SEMHead", "SEMOutput", "SEMEncoder", "sem_softmax", "build_sem_encoder",
@@ -38,10 +39,10 @@ class SEMConfig:
     eps: float = 1e-6
 
     def __post_init__(self):
-        if self.L < 1 or self.V < 2:
-            raise ValueError(f"SEM needs L ≥ 1 positions and V ≥ 2 values (got L={self.L}, V={self.V})")
-        if self.tau < 0:
-            raise ValueError(f"tau must be ≥ 0 (got {self.tau}); 0 gives one-hot codes")
+        positive("L", self.L, "a code needs at least one position")
+        at_least("V", self.V, 2, "a code position needs at least 2 values")
+        non_negative("tau", self.tau, "set a temperature ≥ 0; 0 gives one-hot codes")
+        positive("eps", self.eps)
 
 
 def sem_softmax(logits: torch.Tensor, tau: float) -> torch.Tensor:

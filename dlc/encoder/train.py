@@ -24,6 +24,7 @@ from torch import nn
 from .. import dist as ddist
 from ..common import EMA, autocast, seed_for
 from ..data.base import ImageData, check_images_uint8
+from ..validate import at_least, check
 from .dino import DINOHead, DINOLoss, MultiCropConfig, cosine_schedule, koleo_loss, multi_crop, teacher_temperature
 from .sem import SEMEncoder, save_sem_encoder
 
@@ -59,12 +60,15 @@ class SEMTrainConfig:
     crops: MultiCropConfig = field(default_factory=MultiCropConfig)
 
     def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 2:
-            raise ValueError(f"steps must be ≥ 1 and batch_size ≥ 2 (got steps={self.steps}, "
-                             f"batch_size={self.batch_size})")
         if isinstance(self.crops, dict):                                  # from a JSON / YAML config
             object.__setattr__(self, "crops", MultiCropConfig(**{k: tuple(v) if isinstance(v, list) else v
                                                                  for k, v in self.crops.items()}))
+        at_least("batch_size", self.batch_size, 2, "DINO's centering and KoLeo need a batch of at least 2")
+        check(self, positive=("steps", "lr", "clip_grad", "head_out_dim", "head_hidden_dim", "head_bottleneck_dim",
+                              "student_temp", "teacher_temp", "warmup_teacher_temp"),
+              non_negative=("min_lr", "warmup_steps", "weight_decay", "weight_decay_end", "freeze_last_layer_steps",
+                            "warmup_teacher_temp_steps", "koleo_weight"),
+              probability=("momentum", "momentum_end", "center_momentum"))
 
 
 # The reference run (dinov2 configs + vitl14_sem_L512.yaml): 100 × 1250 iterations, batch 4 × 64.

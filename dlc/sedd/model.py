@@ -21,6 +21,7 @@ from torch import nn
 
 from ..common import count_params, load_checkpoint, save_checkpoint
 from ..registry import did_you_mean
+from ..validate import ConfigError, check, choice, in_range
 from .graph import GRAPHS
 from .noise import NOISES
 
@@ -47,17 +48,17 @@ class SEDDConfig:
     pos_embed: bool = True        # DLC's learned absolute position embedding (not in upstream SEDD)
 
     def __post_init__(self):
-        if self.graph not in GRAPHS:
-            raise ValueError(f"unknown graph {self.graph!r}; choose one of {GRAPHS}")
-        if self.noise not in NOISES:
-            raise ValueError(f"unknown noise {self.noise!r}; choose one of {NOISES}")
-        for name in ("vocab_size", "seq_len", "hidden", "n_blocks", "n_heads", "cond_dim", "mlp_ratio"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be ≥ 1")
+        choice("graph", self.graph, GRAPHS)
+        choice("noise", self.noise, NOISES)
+        check(self, positive=("vocab_size", "seq_len", "hidden", "n_blocks", "n_heads", "cond_dim", "mlp_ratio",
+                              "sigma_min"))
         if self.hidden % self.n_heads or (self.hidden // self.n_heads) % 2:
-            raise ValueError(f"hidden={self.hidden} must split into n_heads={self.n_heads} heads of even size")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
+            raise ConfigError("hidden", self.hidden, f"does not split into n_heads={self.n_heads} heads of even size",
+                              "choose hidden a multiple of 2·n_heads")
+        in_range("dropout", self.dropout, 0.0, 1.0, hi_open=True)
+        in_range("noise_eps", self.noise_eps, 0.0, 1.0, lo_open=True, hi_open=True)
+        if self.sigma_max <= self.sigma_min:
+            raise ConfigError("sigma_max", self.sigma_max, f"must exceed sigma_min={self.sigma_min}")
         if self.scale_by_sigma is None:
             object.__setattr__(self, "scale_by_sigma", self.graph == "absorb")
         if self.scale_by_sigma and self.graph != "absorb":

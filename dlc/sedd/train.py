@@ -17,6 +17,7 @@ from torch import nn
 
 from .. import dist as ddist
 from ..common import EMA, autocast, seed_for
+from ..validate import check, in_range
 from .graph import get_graph
 from .model import SEDD, SEDDConfig
 from .noise import get_noise
@@ -42,12 +43,11 @@ class SEDDTrainConfig:
     log_every: int = 100
 
     def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be ≥ 1 (got {self.steps}, {self.batch_size})")
-        if self.lr <= 0 or self.warmup < 0 or self.log_every < 1:
-            raise ValueError("need lr > 0, warmup ≥ 0 and log_every ≥ 1")
-        if not 0.0 <= self.ema <= 1.0 or not 0.0 < self.sampling_eps < 1.0:
-            raise ValueError("need 0 ≤ ema ≤ 1 and 0 < sampling_eps < 1")
+        check(self, positive=("steps", "batch_size", "lr", "adam_eps", "log_every"), finite=("grad_clip",),
+              non_negative=("weight_decay", "warmup"), probability=("ema",))
+        for b in self.betas:
+            in_range("betas", b, 0.0, 1.0, hi_open=True)
+        in_range("sampling_eps", self.sampling_eps, 0.0, 1.0, lo_open=True, hi_open=True)
 
 
 def check_tokens(tokens: torch.Tensor, config: SEDDConfig) -> None:

@@ -15,6 +15,11 @@ Every file a stage writes is hashed when written and checked when read: a file w
 from the manifest (tampered, truncated, replaced) gives one warning line naming the file, and the
 stage is computed again. Outputs are written to a hidden temporary directory and renamed into place,
 so an interrupted run never leaves a half-written stage.
+
+Leftovers of killed processes clean themselves: the temporary directory is named `.<key>.<host>-<pid>.<random>`
+(`dlc.io.temp_tag`), and opening the cache (and every store) removes the temporaries whose writer is gone (a pid
+of this host that no longer runs, or untouched for `dlc.io.ORPHAN_AGE_S`) and any `.rejected-*` directory (a
+rejected stage whose removal was interrupted). Stage directories get 0o777 masked by the umask, not mkdtemp's 0o700.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -34,10 +40,12 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from dlc.io import bytes_sha256, file_sha256
+from dlc.io import apply_umask, bytes_sha256, file_sha256, remove_orphans, temp_tag
 
 CACHE_ENV = "DLC_BENCH_CACHE"
 MANIFEST = "stage.json"
+_TEMP_STAGE = re.compile(r"^\.[0-9a-f]{24}\..+$")      # `.<key>.<tag>.<random>` (and old `.<key>.<random>`)
+_REJECTED = ".rejected-"
 CACHE_FORMAT = 2     # bump when the layout of stage directories changes
 
 
@@ -240,6 +248,27 @@ class StageCache:
 
     def __init__(self, root: Path | str):
         self.root = Path(root).expanduser() / "stages"
+        self.clean()
+
+    def clean(self, stage: str | None = None) -> list[Path]:
+        """Remove what killed processes left in the stage directories (of `stage`, or of every stage):
+        temporaries whose writer is gone (`dlc.io.is_orphan`) and interrupted `.rejected-*` removals.
+        Returns the removed paths; never raises."""
+        try:
+            parents = [self.root / stage] if stage else [e for e in self.root.iterdir() if e.is_dir()]
+        except OSError:
+            return []
+        removed = []
+        for parent in parents:
+            removed += remove_orphans(parent, _TEMP_STAGE)
+            try:
+                rejected = [e for e in parent.iterdir() if e.name.startswith(_REJECTED)]
+            except OSError:
+                continue
+            for e in rejected:
+                shutil.rmtree(e, ignore_errors=True)
+                removed.append(e)
+        return removed
 
     def directory(self, key: StageKey) -> Path:
         return self.root / key.stage / key.hash
@@ -271,7 +300,7 @@ class StageCache:
 
     def _reject(self, d: Path, path: Path, why: str) -> None:
         warn(f"cached file {path} is {why}; recomputing stage {d.parent.name}")
-        trash = d.with_name(f".rejected-{d.name}-{os.getpid()}-{time.monotonic_ns()}")
+        trash = d.with_name(f"{_REJECTED}{d.name}-{os.getpid()}-{time.monotonic_ns()}")
         try:
             os.rename(d, trash)
             shutil.rmtree(trash, ignore_errors=True)
@@ -293,8 +322,10 @@ class StageCache:
     def store(self, key: StageKey, value: Any, save: Callable[[Any, Path], None], seconds: float) -> Path:
         final = self.directory(key)
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        self.clean(key.stage)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{temp_tag()}.", dir=final.parent))
         try:
+            apply_umask(tmp, directory=True)
             save(value, tmp)
             files = {str(p.relative_to(tmp)): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
             meta = {"stage": key.stage, "key": key.hash, "spec": key.spec, "files": files, "seconds": seconds,

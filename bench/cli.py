@@ -6,8 +6,14 @@
     dlc-bench runs [--experiment NAME]               runs recorded in the run store
     dlc-bench history NAME METRIC                    one metric across recorded runs (commits)
     dlc-bench report DIR... [--out FILE]             (re-)render reports from stored results
+    dlc-bench compare RUN RUN... [--out FILE]        recorded runs side by side, with Δ against the first
 
-Bad input prints one line `error: <problem> (<fix>)` and exits with status 2, writing nothing.
+Bad input prints one line `error: <problem> (<fix>)` and exits with status 2, writing nothing: argument errors
+too (the parser's usage text is not printed; `--help` shows it), and an error whose message names no fix gets
+a pointer to the subcommand's --help. Every input is checked before anything is created.
+
+A run killed after writing its results.json is finished (report, run-store row) by the next `run` of the same
+command, `report DIR`, or `runs` / `history` / `compare` (run directories under ./results): see bench.run.
 """
 from __future__ import annotations
 
@@ -19,6 +25,20 @@ import traceback
 from pathlib import Path
 
 from .errors import UserError
+from .registry import did_you_mean
+
+RESULTS_ROOT = Path("results")     # where `run` and `suite` write by default (relative to the working directory)
+
+
+class _ArgumentError(UserError):
+    """A command-line parsing error (argparse's), printed as the one `error:` line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one `error: <problem> (see `<prog> --help`)` line (exit status 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise _ArgumentError(" ".join(message.split()), hint=f"see `{self.prog} --help`")
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -31,7 +51,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="dlc-bench", description="Discrete Latent Codes: reference implementation "
+    ap = _Parser(prog="dlc-bench", description="Discrete Latent Codes: reference implementation "
                                  "and benchmark harness.")
     sub = ap.add_subparsers(dest="command", required=True)
 
@@ -74,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="render report.html for run directories (and an index for several)")
     p.add_argument("dirs", nargs="+")
     p.add_argument("--out", default=None, help="index page for several runs (default: ./dlc-bench-report.html)")
+
+    p = sub.add_parser("compare", help="runs of one experiment side by side, with the change against the first")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories or run ids (or unique id prefixes) "
+                   "recorded in the run store (see `dlc-bench runs`)")
+    p.add_argument("--out", default=None, metavar="FILE.html", help="also write the comparison as an HTML page "
+                   "(every run needs its run directory)")
+    p.add_argument("--store", default=None)
 
     from .cli_metrics import add_metrics_parsers
     add_metrics_parsers(sub)
@@ -139,20 +166,30 @@ def cmd_run(args: argparse.Namespace) -> int:
                                           config_file=args.config_file, sweeps=args.sweeps)
     sweep = _sweep_kwargs(points)
     stamp = time.strftime('%Y%m%d-%H%M%S')
-    out = Path(args.out) if args.out else Path("results") / f"{args.name}-{loaded.preset}-{stamp}"
+    out = Path(args.out) if args.out else RESULTS_ROOT / f"{args.name}-{loaded.preset}-{stamp}"
+    # without --out, an interrupted run of this same command sits in an earlier timestamped directory
+    earlier = [] if args.out else sorted(RESULTS_ROOT.glob(f"{args.name}-{loaded.preset}-*"), reverse=True)
     store = _store(args)
-    execute(exp, loaded.config, preset=loaded.preset, seeds=seeds, out_dir=out, cache_dir=args.cache_dir, store=store,
-            device=args.device, dtype=args.dtype, quiet=args.quiet, **sweep)
+    res = execute(exp, loaded.config, preset=loaded.preset, seeds=seeds, out_dir=out, cache_dir=args.cache_dir,
+                  store=store, device=args.device, dtype=args.dtype, quiet=args.quiet, resume_dirs=earlier, **sweep)
+    out = next((d for d in [out, *earlier] if _holds_run(d, res.run_id)), out)
     print(f"results: {out / 'results.json'}")
     print(f"report:  {(out / 'report.html').resolve()}")
     return 0
+
+
+def _holds_run(d: Path, run_id: str) -> bool:
+    try:
+        return json.loads((d / "results.json").read_text()).get("run_id") == run_id
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
     from reports.html import render_index
 
     from .experiment import load_builtin_experiments
-    from .run import ensure_writable_dir, execute
+    from .run import check_writable_dir, execute
 
     reg = load_builtin_experiments()
     names = [n for n, e in reg.items() if args.preset in e.presets()]
@@ -167,8 +204,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
         raise UserError(f"no experiment has a {args.preset!r} preset", hint="see `dlc-bench list`")
     prepared = [(n, *_prepare(n, args.preset, [], None)) for n in names]  # validate everything first
     sweeps = {n: _sweep_kwargs(points) for n, _, _, _, points in prepared}
-    out = Path(args.out) if args.out else Path("results") / f"suite-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    ensure_writable_dir(out, "output directory", "--out DIR")
+    out = Path(args.out) if args.out else RESULTS_ROOT / f"suite-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_writable_dir(out, "output directory", "--out DIR")   # created by the first run
     store = _store(args)
     done, failed = [], []
     t0 = time.perf_counter()
@@ -195,10 +232,26 @@ def cmd_suite(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_runs(args: argparse.Namespace) -> int:
+def _finish_interrupted() -> None:
+    """Finish the runs under ./results that were killed after writing their results (bench.run)."""
+    if RESULTS_ROOT.is_dir():
+        from .run import finish_interrupted_runs
+
+        finish_interrupted_runs(RESULTS_ROOT)
+
+
+def _reader(args: argparse.Namespace):
+    """The run store of a command that only reads it (never created by reading)."""
     from .store import RunStore
 
-    store = RunStore(args.store)
+    _finish_interrupted()
+    return RunStore(args.store, writable=False)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise UserError(f"--limit must be >= 1, got {args.limit}", hint="pass --limit N with N >= 1")
+    store = _reader(args)
     rows = store.runs(experiment=args.experiment, commit=args.commit, limit=args.limit)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -217,11 +270,33 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_history(args: argparse.Namespace) -> int:
-    from .store import RunStore
+def _no_history(store, name: str, metric: str, config_hash: str | None) -> None:
+    """Raise the UserError that explains an empty history (unknown experiment, metric or config hash), or
+    return when the name is simply not recorded yet."""
+    metrics = store.metric_names(name)
+    if metrics and metric not in metrics:
+        raise UserError(f"no metric {metric!r} is recorded for {name!r}.{did_you_mean(metric, metrics)}",
+                        hint=f"recorded metrics: {', '.join(metrics)}")
+    hashes = store.config_hashes(name)
+    if metrics and config_hash and config_hash not in hashes:
+        raise UserError(f"no run of {name!r} has config hash {config_hash!r}.{did_you_mean(config_hash, hashes)}",
+                        hint=f"recorded config hashes: {', '.join(hashes)}")
+    if metrics:
+        return
+    from .cli_metrics import EXPERIMENT as METRICS_EXPERIMENT
+    from .experiment import load_builtin_experiments
 
-    rows = RunStore(args.store).history(args.name, args.metric, config_hash=args.config_hash)
+    known = sorted({*load_builtin_experiments().names(), *store.experiments(), METRICS_EXPERIMENT})
+    if name not in known:
+        raise UserError(f"unknown experiment {name!r}.{did_you_mean(name, known)}",
+                        hint=f"experiments: {', '.join(known)}")
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    store = _reader(args)
+    rows = store.history(args.name, args.metric, config_hash=args.config_hash)
     if not rows:
+        _no_history(store, args.name, args.metric, args.config_hash)
         print(f"(no recorded values of {args.metric!r} for {args.name!r})")
         return 0
     for r in rows:
@@ -231,37 +306,122 @@ def cmd_history(args: argparse.Namespace) -> int:
             continue
         ci = f" [{r['ci_low']:.4g}, {r['ci_high']:.4g}]" if r["ci_low"] is not None else ""
         commit = (r["git_commit"] or "-")[:8] + ("*" if r["git_dirty"] else "")
-        print(f"{r['finished_at']}  {commit:<10} {r['config_hash']}  {r['value']:.6g}{ci}  {labels}")
+        value = "-" if r["value"] is None else f"{r['value']:.6g}"
+        print(f"{r['finished_at']}  {commit:<10} {r['config_hash']}  {value}{ci}  {labels}")
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from reports.html import ReportError, render_index, render_run
+def _check_out_file(out: Path, option: str = "--out FILE") -> None:
+    from .run import check_writable_dir
 
-    try:
-        if len(args.dirs) == 1 and not args.out:
-            print(f"report: {render_run(args.dirs[0]).resolve()}")
-        else:
-            out = Path(args.out or "dlc-bench-report.html")
-            print(f"report: {render_index(args.dirs, out).resolve()}")
-    except ReportError as e:
-        raise UserError(str(e)) from None
+    if out.is_dir():
+        raise UserError(f"{option.split()[0]} {out} is a directory", hint=f"give a file name with {option}")
+    check_writable_dir(out.parent if str(out.parent) else Path("."), "the folder of", option)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports.html import render_index, render_run
+
+    from .run import finish_interrupted
+    from .schema import read_results
+
+    for d in args.dirs:        # every run is read (and so checked) before anything is written
+        read_results(d)
+    out = Path(args.out or "dlc-bench-report.html")
+    if len(args.dirs) > 1 or args.out:
+        _check_out_file(out)
+    for d in args.dirs:
+        finish_interrupted(Path(d))
+    if len(args.dirs) == 1 and not args.out:
+        print(f"report: {render_run(args.dirs[0]).resolve()}")
+    else:
+        print(f"report: {render_index(args.dirs, out).resolve()}")
+    return 0
+
+
+def _compared_runs(args: argparse.Namespace) -> list[tuple[str, object, Path | None]]:
+    """(name, Results, run directory or None) of every RUN of `dlc-bench compare`, checked."""
+    from .schema import Results, read_results
+
+    if len(args.runs) < 2:
+        raise UserError(f"compare needs at least two runs, got {len(args.runs)}",
+                        hint="pass two or more run directories or run ids (see `dlc-bench runs`)")
+    store = _reader(args)
+    out = []
+    for ref in args.runs:
+        if Path(ref).is_dir():
+            out.append((ref, read_results(ref), Path(ref)))
+            continue
+        found = store.find(ref)
+        if not found:
+            raise UserError(f"no run {ref!r}: not a run directory, nor a run id recorded in {store.path}."
+                            f"{did_you_mean(ref, store.run_ids())}",
+                            hint="pass a run directory or a run id listed by `dlc-bench runs`")
+        if len(found) > 1:
+            raise UserError(f"run id prefix {ref!r} matches {len(found)} runs: "
+                            f"{', '.join(r['run_id'] for r in found[:5])}", hint="give more of the run id")
+        row = found[0]
+        try:
+            res = Results.from_dict(json.loads(row["results_json"] or "null"), source=f"run {row['run_id']}")
+        except ValueError as e:
+            raise UserError(f"the record of run {row['run_id']} in {store.path} is not readable ({e})",
+                            hint="compare its run directory instead") from None
+        d = Path(row["out_dir"]) if row["out_dir"] and Path(row["out_dir"]).is_dir() else None
+        out.append((row["run_id"], res, d))
+    ids = [r.run_id for _, r, _ in out]
+    dup = next((i for i in ids if ids.count(i) > 1), None)
+    if dup:
+        raise UserError(f"run {dup} is given twice", hint="compare distinct runs")
+    experiments = list(dict.fromkeys(r.experiment for _, r, _ in out))
+    if len(experiments) > 1:
+        raise UserError(f"compare needs runs of one experiment, got {', '.join(experiments)}",
+                        hint="compare runs of the same experiment (`dlc-bench runs --experiment NAME`)")
+    return out
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from reports.html import comparison_table, render_index
+
+    runs = _compared_runs(args)
+    if args.out:
+        out = Path(args.out)
+        _check_out_file(out, "--out FILE.html")
+        missing = [name for name, _, d in runs if d is None]
+        if missing:
+            raise UserError(f"--out needs the run directories, and run {missing[0]} has none",
+                            hint="compare without --out, or pass the run directories")
+    table = comparison_table([(name, res) for name, res, _ in runs])
+    print(f"{runs[0][1].experiment}: " + " | ".join(f"[{i}] {res.run_id}" for i, (_, res, _) in enumerate(runs)))
+    for line in table["lines"]:
+        cells = [c["text"] + (f" ({c['delta']})" if c["delta"] else "") for c in line["cells"]]
+        print(f"{line['metric']} {line['arrow']}".strip() + (f" [{line['labels']}]" if line["labels"] else "")
+              + ": " + " | ".join(cells or ["-"]))
+    if args.out:
+        print(f"report: {render_index([d for _, _, d in runs], out, render_each=False).resolve()}")
     return 0
 
 
 COMMANDS = {"list": cmd_list, "run": cmd_run, "suite": cmd_suite, "runs": cmd_runs, "history": cmd_history,
-            "report": cmd_report}
+            "report": cmd_report, "compare": cmd_compare}
+
+
+def _error_line(e: UserError, command: str | None) -> str:
+    """`error: <problem> (<fix>)` on one line; a message without a fix points to the command's --help."""
+    text = " ".join(str(e).split())
+    if e.hint is None and not text.endswith(")"):
+        text += f" (see `dlc-bench{' ' + command if command else ''} --help`)"
+    return f"error: {text}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = None
     try:
+        args = build_parser().parse_args(argv)
         from .cli_metrics import METRICS_COMMANDS
 
         return {**COMMANDS, **METRICS_COMMANDS}[args.command](args)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(_error_line(e, getattr(args, "command", None)), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted: finished stages are cached; rerun the same command to resume", file=sys.stderr)

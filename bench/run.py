@@ -1,6 +1,6 @@
 """Running an experiment: the run context, stages through the shared stage cache, sweeps, outputs.
 
-    out/results.json   results + provenance (written last: its presence marks a complete run)
+    out/results.json   results + provenance (its presence marks a run whose numbers are complete)
     out/results.csv    one row per metric value
     out/report.html    rendered from results.json by `reports`
     out/figures/*.png  figures the experiment added
@@ -8,12 +8,28 @@
 Stage outputs live in the one stage cache of `bench.cache` (shared by every experiment, keyed by the
 stage's whole config, its upstream keys and the source of its own modules, verified on read). A run
 killed at any point resumes with the same command, recomputing only unfinished stages.
+
+Bad input writes nothing: the device, dtype and the output and cache directories are checked before anything
+is created; the directories are created only when the run starts, and a run that then fails removes the
+folders it created that hold no file (after a UserError, the output folder it created goes entirely).
+
+Finishing a run is: write `.dlc-bench-finishing.json` (the run id, the run store, whether to render), then
+results.json, report.html, the run-store row, and delete that file. A run killed in between left a complete,
+valid results.json that is missing its report or its row; `finish_interrupted(dir)` completes it (renders the
+report, records the row in the store the run named, removes the file, and orphan temporaries of killed
+writers). It is called by the next invocation that looks at the directory: `execute` on its output directory
+(the same `dlc-bench run` command; when that interrupted run is the very run asked for, same experiment,
+version, config, code, seeds and sweep, it is returned as is instead of run again), `dlc-bench report DIR`,
+and `dlc-bench runs` / `history` / `compare` for the run directories under ./results. Nothing else is repaired
+behind the user's back: a complete run (no such file) is run again when asked, as before.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -24,6 +40,7 @@ import numpy as np
 import torch
 
 from dlc.common import atomic_write, atomic_write_bytes, resolve_device, resolve_dtype
+from dlc.io import remove_orphans
 
 from .cache import Stage, StageCache, StageKey, default_cache_dir, stage_key
 
@@ -32,24 +49,95 @@ from .config import config_hash, to_dict
 from .errors import UserError
 from .experiment import Experiment
 from .results import environment, git_info
-from .schema import Results, metric_row, write_results
+from .schema import REPORT_HTML, RESULTS_JSON, Results, metric_row, read_results, write_results
 from .store import RunStore
 
 T = TypeVar("T")
 
 
-def ensure_writable_dir(path: Path, what: str, option: str) -> Path:
-    """Create `path` if needed and prove it is writable, or raise a UserError naming the fix."""
+def check_writable_dir(path: Path, what: str, option: str) -> Path:
+    """`path` if it is a writable directory or could be created as one, else a UserError naming the fix.
+    Creates nothing."""
     path = Path(path).expanduser()
+    hint = f"choose another location with {option}"
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"{what} {path} exists and is not a directory", hint=hint)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UserError(f"{what} {path} is not writable", hint=hint)
+        return path
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{what} {path} cannot be created ({parent} is not a directory)", hint=hint)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path} cannot be created ({parent} is not writable)", hint=hint)
+    return path
+
+
+def ensure_writable_dir(path: Path, what: str, option: str) -> Path:
+    """Create `path` if needed and prove it is writable, or raise a UserError naming the fix. Call it only
+    when about to write (`check_writable_dir` checks without creating)."""
+    path = check_writable_dir(path, what, option)
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=path)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise UserError(f"{what} {path} is not writable ({e.strerror or e})",
-                        hint=f"choose another location with {option}") from None
+        raise UserError(f"{what} {path} is not writable ({e.strerror or e})", hint=f"choose another location "
+                        f"with {option}") from None
     return path
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """`path` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+@contextlib.contextmanager
+def removed_on_failure(*paths: Path) -> Iterator[None]:
+    """Nothing is created here; the block creates `paths` (and their missing parents) when it first writes
+    there. If the block raises, the folders it created that hold no file are removed, and after a UserError
+    also the first path with everything in it, when the block created it (only the block wrote there)."""
+    created = [_missing_dirs(Path(p)) for p in paths]
+    try:
+        yield
+    except BaseException as e:
+        if isinstance(e, UserError) and created and created[0]:
+            shutil.rmtree(created[0][0], ignore_errors=True)
+        for d in (d for ds in created for d in ds):
+            with contextlib.suppress(OSError):
+                _prune_empty(d)
+        raise
+
+
+def _prune_empty(d: Path) -> None:
+    """Remove directory `d` if it (recursively) holds only empty directories."""
+    if not d.is_dir() or d.is_symlink():
+        return
+    for sub in d.iterdir():
+        _prune_empty(sub)
+    d.rmdir()      # OSError when not empty: kept
+
+
+def resolve_device_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
+    """The torch device and dtype of --device / --dtype, or a UserError naming the valid values."""
+    try:
+        dev = resolve_device(device)
+    except (ValueError, RuntimeError) as e:
+        raise UserError(f"--device {device!r}: {str(e).splitlines()[0]}",
+                        hint="use auto, cpu, cuda or cuda:N (cuda needs a GPU)") from None
+    try:
+        dt = resolve_dtype(dtype)
+    except ValueError as e:
+        raise UserError(f"--dtype {dtype!r}: {e}", hint="use float32 (or bfloat16 where supported)") from None
+    return dev, dt
 
 
 #################################################################################
@@ -221,21 +309,141 @@ def new_run_id(experiment: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{experiment}-{secrets.token_hex(3)}"
 
 
+FINISHING = ".dlc-bench-finishing.json"
+
+
+def run_identity(experiment: Experiment, config: Any, seeds: Iterable[int], preset: str | None,
+                 sweep: list[tuple[dict[str, Any], Any]] | None = None) -> dict:
+    """What makes two runs the same run: experiment and version, preset, config hash, code version, seeds,
+    sweep points (compared with `identity_of(results)`)."""
+    return _canonical({"experiment": experiment.name, "experiment_version": str(experiment.version),
+                       "preset": preset, "config_hash": config_hash(config), "code_version": experiment.code_version(),
+                       "seeds": list(seeds), "sweep": [dict(lb) for lb, _ in sweep] if sweep else None})
+
+
+def identity_of(results: Results) -> dict:
+    """`run_identity` of a stored run."""
+    return _canonical({"experiment": results.experiment, "experiment_version": str(results.experiment_version),
+                       "preset": results.preset, "config_hash": results.config_hash,
+                       "code_version": results.code_version, "seeds": list(results.seeds),
+                       "sweep": results.sweep.get("points") if isinstance(results.sweep, dict) else None})
+
+
+def _canonical(identity: dict) -> dict:
+    return json.loads(json.dumps(identity, default=list))
+
+
+def _clean_run_dir(out_dir: Path) -> None:
+    for d in (out_dir, out_dir / "figures", out_dir / "samples"):
+        remove_orphans(d)
+
+
+def finish_run(out_dir: Path, results: Results, store: RunStore | None, render: bool = True) -> None:
+    """Write results.json, report.html and the run-store row of a finished run, marked as unfinished until
+    the last of them is written (see the module docstring)."""
+    marker = out_dir / FINISHING
+    atomic_write_bytes(marker, json.dumps({"run_id": results.run_id, "render": render,
+                                           "store": None if store is None else str(store.path)}).encode())
+    write_results(out_dir, results)
+    _complete(out_dir, results, store, render)
+
+
+def _complete(out_dir: Path, results: Results, store: RunStore | None, render: bool) -> None:
+    if render:
+        from reports.html import render_run
+
+        render_run(out_dir)
+    if store is not None:
+        store.record(results.to_dict(), str(out_dir.resolve()))
+    (out_dir / FINISHING).unlink(missing_ok=True)
+
+
+def finish_interrupted(out_dir: Path, log: Callable[[str], None] | None = None) -> Results | None:
+    """Complete the run in `out_dir` if it was killed after writing results.json (see the module docstring):
+    render its report, record its row in the run store it named, and return its Results. None when there is
+    nothing to finish; a marker without the matching results.json (killed before the results) is removed.
+    Orphan temporaries of killed writers in the run directory are removed either way."""
+    out_dir = Path(out_dir)
+    marker = out_dir / FINISHING
+    if not out_dir.is_dir():
+        return None
+    _clean_run_dir(out_dir)
+    if not marker.is_file():
+        return None
+    try:
+        meta = json.loads(marker.read_text())
+        results = read_results(out_dir) if (out_dir / RESULTS_JSON).is_file() else None
+    except (OSError, ValueError, UserError):
+        meta, results = None, None
+    if not isinstance(meta, dict) or results is None or results.run_id != meta.get("run_id"):
+        marker.unlink(missing_ok=True)   # killed before its results were written: nothing to finish
+        return None
+    store = RunStore(meta["store"]) if meta.get("store") else None
+    if store is not None and store.run(results.run_id) is not None:
+        store = None                     # killed after recording: only the marker was left
+    render = bool(meta.get("render", True))
+    _complete(out_dir, results, store, render)
+    did = ([REPORT_HTML] if render else []) + ([f"recorded in {store.path}"] if store is not None else [])
+    (log or (lambda m: print(m, file=sys.stderr, flush=True)))(
+        f"finished the interrupted run {out_dir}" + (f": {', '.join(did)}" if did else ""))
+    return results
+
+
+def finish_interrupted_runs(root: Path = Path("results")) -> list[tuple[Path, Results]]:
+    """`finish_interrupted` for every run directory under `root` (runs and suite members: root/*/ and
+    root/*/*/); a directory it cannot finish is left as it is."""
+    done = []
+    for marker in sorted([*Path(root).glob(f"*/{FINISHING}"), *Path(root).glob(f"*/*/{FINISHING}")]):
+        try:
+            res = finish_interrupted(marker.parent)
+        except UserError as e:
+            print(f"warning: cannot finish the interrupted run {marker.parent}: {e}", file=sys.stderr)
+            continue
+        if res is not None:
+            done.append((marker.parent, res))
+    return done
+
+
 def execute(experiment: Experiment, config: Any, *, preset: str | None, seeds: tuple[int, ...], out_dir: Path,
             cache_dir: Path | None = None, store: RunStore | None = None, device: str = "auto",
             dtype: str = "float32", quiet: bool = False, render: bool = True,
-            sweep: list[tuple[dict[str, Any], Any]] | None = None) -> Results:
+            sweep: list[tuple[dict[str, Any], Any]] | None = None, resume_dirs: Iterable[Path] = ()) -> Results:
     """Run `experiment` with a resolved config (or once per point of `sweep`, a list of (labels, config)
     pairs from bench.config.expand_sweep, all recorded as one run whose rows carry the labels); write
-    results, figures, report; record in the store."""
-    dev = resolve_device(device)
-    dt = resolve_dtype(dtype)
+    results, figures, report; record in the store.
+
+    Everything that can be checked is checked before anything is written: the device and dtype (and
+    `bench.config.preflight`: memory), the output and cache locations. The output folder appears with the
+    first file written there; a run that fails removes what it created (see `removed_on_failure`).
+
+    An interrupted run in `out_dir` (or in one of `resume_dirs`) is finished first (`finish_interrupted`); when
+    it is this very run (`run_identity`), it is returned without running again."""
+    from . import config as config_module
+
+    preflight = getattr(config_module, "preflight", None)
+    if preflight is not None:
+        preflight(config, device, dtype, points=sweep)
+    dev, dt = resolve_device_dtype(device, dtype)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun: one process group for the whole run
         from dlc import dist as ddist
 
         dev = ddist.setup(device).device
-    out_dir = ensure_writable_dir(Path(out_dir), "output directory", "--out DIR")
-    cache_dir = ensure_writable_dir(Path(cache_dir or default_cache_dir()), "cache directory", "--cache-dir DIR")
+    out_dir = check_writable_dir(Path(out_dir), "output directory", "--out DIR")
+    cache_dir = check_writable_dir(Path(cache_dir or default_cache_dir()), "cache directory", "--cache-dir DIR")
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:   # (under torchrun every rank must run: no shortcut)
+        identity = run_identity(experiment, config, seeds, preset, sweep)
+        for d in [out_dir, *resume_dirs]:
+            finished = finish_interrupted(d)
+            if finished is not None and identity_of(finished) == identity:
+                return finished
+    with removed_on_failure(out_dir, cache_dir):
+        return _execute(experiment, config, preset=preset, seeds=seeds, out_dir=out_dir, cache_dir=cache_dir,
+                        store=store, dev=dev, dt=dt, quiet=quiet, render=render, sweep=sweep)
+
+
+def _execute(experiment: Experiment, config: Any, *, preset: str | None, seeds: tuple[int, ...], out_dir: Path,
+             cache_dir: Path, store: RunStore | None, dev: torch.device, dt: torch.dtype, quiet: bool, render: bool,
+             sweep: list[tuple[dict[str, Any], Any]] | None) -> Results:
     ctx = RunContext(experiment, config, preset=preset, seeds=seeds, out_dir=out_dir, cache_dir=cache_dir,
                      device=dev, dtype=dt, quiet=quiet)
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -267,13 +475,7 @@ def execute(experiment: Experiment, config: Any, *, preset: str | None, seeds: t
         sweep=sweep_record)
     if not ctx.is_main:  # under torchrun only rank 0 writes results, the report and the store record
         return results
-    write_results(out_dir, results)
-    if render:
-        from reports.html import render_run
-
-        render_run(out_dir)
-    if store is not None:
-        store.record(results.to_dict(), str(out_dir.resolve()))
+    finish_run(out_dir, results, store, render)
     return results
 
 

@@ -316,7 +316,7 @@ def _check_out_file(out: Path, option: str = "--out FILE") -> None:
 
     if out.is_dir():
         raise UserError(f"{option.split()[0]} {out} is a directory", hint=f"give a file name with {option}")
-    check_writable_dir(out.parent if str(out.parent) else Path("."), "the folder of", option)
+    check_writable_dir(out.parent, f"{option.split()[0]} {out}: its folder", option)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -144,6 +144,17 @@ def inputs(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _imported():
+    """Import what the commands import (torch, the experiments) once, so FAST_S times the checks alone."""
+    import bench.run  # noqa: F401
+    import reports.html  # noqa: F401
+    from bench.experiment import load_builtin_experiments
+    from bench.features import build_extractor  # noqa: F401
+
+    load_builtin_experiments()
+
+
 @pytest.fixture
 def world(tmp_path, monkeypatch) -> Path:
     """A working directory holding the cache and (not yet created) run store of the command."""

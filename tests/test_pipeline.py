@@ -96,6 +96,26 @@ def test_rerun_reuses_every_stage(smoke_run):
     assert _per_seed(res) == _per_seed(first)
 
 
+def test_baseline_conditionings_run_through_the_same_pipeline(smoke_run):
+    """rcg, embedding and label variants (bench.conditioning) train their own DiTs on the shared encoder/codes,
+    draw from their own priors (RDM; the label marginal), and are scored like dlc; the dlc stages are reused."""
+    exp, cfg, seeds, root, first = smoke_run
+    variants = ["rcg", "rcg-recon", "embedding-recon", "label", "label-recon"]
+    cfg2, _ = load_config(exp.config_cls, "dlc-pipeline", "smoke", [f"eval.variants=[{', '.join(variants)}]",
+                          "rdm.steps=40", "rdm_sampling.steps=8", "eval.n_compose=0"])
+    res = execute(exp, cfg2, preset="smoke", seeds=seeds, out_dir=root / "baselines", cache_dir=root / "cache",
+                  device="cpu", quiet=True, render=False)
+    for v in variants:
+        assert len(_rows(res, "fd_effnet", variant=v)) == 1, v
+    for v in ("rcg-recon", "embedding-recon", "label-recon"):
+        assert {r["factor"] for r in _rows(res, "factor_agreement", variant=v)} >= {"shape", "colour", "all"}
+    assert {r["conditioning"] for r in _rows(res, "code_swap_ratio")} == {"rcg", "embedding", "label"}
+    ran = {s["stage"] for s in res["stages"] if not s["cached"]}
+    assert {"representation", "rdm", "rdm-samples", "dit"} <= ran and not ran & {"encoder", "codes", "sedd"}
+    dits = [s for s in res["stages"] if s["stage"] == "dit"]
+    assert len(dits) == 3 and not any(s["cached"] for s in dits)
+
+
 BEFORE = Path(__file__).parent / "data" / "dlc_pipeline_smoke_c6dd1f4.json"
 
 

@@ -77,6 +77,7 @@ def _effective_now(name: str, cfg) -> dict:
 # matching (the ε-loss ignores the code at this budget), every factor is probed, FD gets bootstrap intervals.
 _FLOW = {"dit.objective": "x0", "dit.t_mean": 0.5, "dit.t_uniform": 0.3, "dit.dlc_pool": "sum",
          "dit_sampling.sampler": "euler", "eval.probe_factors": ["shape", "colour", "size", "x", "y", "background"]}
+_GROUPS_ADDED = ("representation", "rdm", "rdm_sampling")     # for the rcg / embedding variants
 CHANGED_SINCE = {
     "dlc-pipeline/laptop": {**_FLOW, "dit.steps": 2000, "dit.warmup": 100, "dit.monitor_every": 500,
                             "dit.monitor_n": 256, "eval.n_samples": 500, "eval.bootstrap": 100,
@@ -91,10 +92,12 @@ def _with_changes(key: str, expected: dict) -> dict:
     CHANGED_SINCE."""
     from dataclasses import MISSING, fields
 
-    from bench.experiments.dlc_pipeline import EvalConfig
+    from bench.experiments.dlc_pipeline import DLCPipelineConfig, EvalConfig
     from bench.stages.dit import DiTConfig
 
     out = {g: dict(v) if isinstance(v, dict) else v for g, v in expected.items()}
+    for group, cls in ((g, type(getattr(DLCPipelineConfig(), g))) for g in _GROUPS_ADDED):
+        out.setdefault(group, to_dict(cls()))      # the baselines' stage groups, added since, at their defaults
     for group, cls in (("dit", DiTConfig), ("eval", EvalConfig)):
         for f in fields(cls):
             if f.name not in out[group]:

@@ -7,6 +7,9 @@ Evaluation variants:
     unconditional  x ~ DiT(∅) of the same size and budget, trained without conditioning
     dlc-recon      c = the DLC of a held-out image, x ~ DiT(c): the encoder–decoder setting of Table 2
     real-train     training images: the metric's floor at this sample size
+    rcg, embedding, label (and their -recon): the same with the RCG projection / the continuous embedding (each
+                   with an RDM prior) / the class label (its training marginal) in place of the DLC
+                   (`bench.conditioning`); not in the default list
 
 Metrics per variant go through `bench.evaluate` (Fréchet distance labelled by the extractor, precision/recall,
 density/coverage, Vendi); for the codes: linear probes of factors (DLC one-hot vs continuous embedding), the
@@ -15,32 +18,34 @@ Under torchrun every rank runs this function (DDP training, sampling split by gl
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from dlc.validate import ConfigError, check, choice, nonempty, within_memory
 
-from ..codestats import code_tv, copy_fraction, probe_rows
-from ..conditioning import CONDITIONING
+from ..codestats import probe_rows
+from ..conditioning import Sources, generate, train_dit
 from ..experiment import experiment
-from ..fidelity import fidelity_rows
+from ..image_eval import ImageEvaluation
 from ..run import RunContext
-from ..stages import dit as sdit, encoder as senc, features as sfeat, prior as sprior
+from ..stages import dit as sdit, encoder as senc, prior as sprior, representation as srep
 from ..stages.data import DATA, DataConfig, load_split
 from .dlc_pipeline_report import add_figures_and_notes
 
 # evaluation variant → (conditioning in bench.conditioning, where its conditions come from)
 VARIANTS = {"dlc": ("dlc", "prior"), "unconditional": ("none", None), "dlc-recon": ("dlc", "held-out"),
-            "real-train": (None, None)}
-IMAGE_METRICS = ["fd", "precision", "recall", "density", "coverage", "vendi"]
+            "real-train": (None, None), "rcg": ("rcg", "prior"), "rcg-recon": ("rcg", "held-out"),
+            "embedding": ("embedding", "prior"), "embedding-recon": ("embedding", "held-out"),
+            "label": ("label", "prior"), "label-recon": ("label", "held-out")}
+DEFAULT_VARIANTS = ("dlc", "unconditional", "dlc-recon", "real-train")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     n_samples: int = 2_000           # generated images per variant (and real train images for the floor)
-    variants: tuple[str, ...] = tuple(VARIANTS)
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
     features: str = "effnet-lite0"   # bench.features extractor
     weights: str = ""                # the extractor's weights file ('' = its default source)
     resize: str = ""                 # '' = the extractor's default (legacy-tf / clean)
@@ -71,6 +76,10 @@ class DLCPipelineConfig:
     prior_sampling: sprior.PriorSamplingConfig = field(default_factory=sprior.PriorSamplingConfig)
     dit: sdit.DiTConfig = field(default_factory=sdit.DiTConfig)
     dit_sampling: sdit.DiTSamplingConfig = field(default_factory=sdit.DiTSamplingConfig)
+    # the continuous baselines' stages (variants rcg, embedding and their -recon)
+    representation: srep.RepresentationConfig = field(default_factory=srep.RepresentationConfig)
+    rdm: srep.RDMStageConfig = field(default_factory=srep.RDMStageConfig)
+    rdm_sampling: srep.RDMSamplingConfig = field(default_factory=srep.RDMSamplingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self):
@@ -82,9 +91,10 @@ class DLCPipelineConfig:
                              f"Choose from {', '.join(VARIANTS)}")
         self.dit_sampling.check(self.dit)
         self._check_patches()
-        if self.eval.n_samples > self.data.n_test and "dlc-recon" in self.eval.variants:
+        recon = [v for v in self.eval.variants if VARIANTS[v][1] == "held-out"]
+        if self.eval.n_samples > self.data.n_test and recon:
             raise ValueError(f"eval.n_samples={self.eval.n_samples} exceeds data.n_test={self.data.n_test}, "
-                             f"but dlc-recon needs one held-out image per sample; lower eval.n_samples")
+                             f"but {recon[0]} needs one held-out image per sample; lower eval.n_samples")
 
         if 0 < self.data.sizes()[1] < 2 * self.eval.n_compose:
             raise ConfigError("eval.n_compose", self.eval.n_compose, f"needs {2 * self.eval.n_compose} held-out "
@@ -137,26 +147,19 @@ def build_extractor(ctx: RunContext, cfg: EvalConfig):
 @experiment("dlc-pipeline", config=DLCPipelineConfig, version="2",
             description="DLC end to end: SEM encoder → SEDD prior → DiT; FD of DLC vs unconditional samples")
 def run_dlc_pipeline(ctx: RunContext) -> None:
-    from bench.evaluate import evaluate
-
     cfg: DLCPipelineConfig = ctx.config
     extractor = build_extractor(ctx, cfg.eval)       # fail early (missing weights) before training
-    fd_key = extractor.metric_label()
-    ctx.display(metric_order=[fd_key, "precision", "recall", "density", "coverage", "vendi", "factor_agreement",
-                              "object_frac", "source_mse", "render_mse", "nearest_real_mse", "code_swap_ratio",
-                              "probe_top1", "code_tv", "code_copy_frac", "train_loss"],
+    ctx.display(metric_order=[extractor.metric_label(), "precision", "recall", "density", "coverage", "vendi",
+                              "factor_agreement", "object_frac", "source_mse", "render_mse", "nearest_real_mse",
+                              "code_swap_ratio", "probe_top1", "code_tv", "code_copy_frac", "train_loss"],
                 label_order={"variant": list(VARIANTS)})
     with ctx.timer("data"):
         train, test = load_split(cfg.data, "train"), load_split(cfg.data, "test")
     ctx.log(f"data: {len(train)} train / {len(test)} test images {tuple(train.image_shape)}")
     k_data = ctx.key(DATA, cfg.data)
-    n, V = cfg.eval.n_samples, cfg.encoder.V
+    n = cfg.eval.n_samples
     figure_sets: dict[str, torch.Tensor] = {"real (test)": test.subset(range(min(cfg.eval.grid, len(test)))).images}
-    fcfg = sfeat.feature_config(extractor, cfg.eval.feature_batch_size)
-    k_real = ctx.key(sfeat.FEATURES, fcfg, upstream=[k_data], seed=None)
-    real_f = ctx.stage(sfeat.FEATURES, k_real, lambda: sfeat.extract(ctx, extractor, test.images,
-                                                                     cfg.eval.feature_batch_size),
-                       desc=f"{cfg.eval.features} features: real test")
+    evaluate = ImageEvaluation(ctx, cfg.data, cfg.eval, extractor, train, test, k_data)
     compose = None
     for seed in ctx.seeds:
         k_enc = ctx.key(senc.ENCODER, cfg.encoder, upstream=[k_data], seed=seed)
@@ -173,22 +176,8 @@ def run_dlc_pipeline(ctx: RunContext) -> None:
         ctx.add_metric("codes_per_position", float(np.mean(usage)), higher_is_better=None, seed=seed,
                        stage="encoder", n=len(tr.tokens))
         with ctx.timer("probes"):   # what the codes carry: DLC one-hot vs the continuous embedding
-            ctx.add_rows(probe_rows(tr, te, cfg.eval.probe_factors, V, cfg.eval.probe_n, seed))
-
-        # -- prior p(c) and c ~ p(c)
-        k_sedd = ctx.key(sprior.SEDD, cfg.prior, upstream=[k_codes], seed=seed)
-        sedd = ctx.stage(sprior.SEDD, k_sedd, lambda: sprior.train_prior(ctx, cfg.prior, tr.tokens, V, seed),
-                         desc=f"SEDD prior seed={seed}")
-        k_pc = ctx.key(sprior.PRIOR_SAMPLES, {"sampling": cfg.prior_sampling, "n": n}, upstream=[k_sedd], seed=seed)
-        prior_codes = ctx.stage(sprior.PRIOR_SAMPLES, k_pc,
-                                lambda: sprior.sample_prior(ctx, cfg.prior_sampling, sedd, n, seed),
-                                desc=f"sample {n} DLCs ({cfg.prior_sampling.sampler}) seed={seed}")
-        ctx.add_metric("code_tv", code_tv(prior_codes, te.tokens, V), higher_is_better=False, seed=seed,
-                       variant="dlc", n=n)
-        ctx.add_metric("code_tv", code_tv(tr.tokens[:n], te.tokens, V), higher_is_better=False, seed=seed,
-                       variant="real-train", n=n)
-        ctx.add_metric("code_copy_frac", copy_fraction(prior_codes, tr.tokens), higher_is_better=None, seed=seed,
-                       variant="dlc", n=n)
+            ctx.add_rows(probe_rows(tr, te, cfg.eval.probe_factors, cfg.encoder.V, cfg.eval.probe_n, seed))
+        src = Sources(ctx, cfg, seed, codes, k_codes)
 
         # -- DiTs p(x|c) and p(x), one per conditioning the variants need
         k_lat = sdit.latents_key(ctx, cfg.dit, k_data, cfg.data.seed)
@@ -198,22 +187,8 @@ def run_dlc_pipeline(ctx: RunContext) -> None:
         held = ctx.stage(sdit.LATENTS, k_hlat, lambda: sdit.encode_latents(
             ctx, cfg.dit, test.subset(range(min(cfg.dit.monitor_n, len(test)))), cfg.data.seed),
             desc="held-out images → DiT inputs (code-swap gap)")
-        dits, k_dits = {}, {}
-        for cname in dict.fromkeys(VARIANTS[v][0] for v in cfg.eval.variants if VARIANTS[v][0]):
-            c = CONDITIONING.get(cname)
-            cond = None if c.representation is None else tr.tokens
-            shape = {} if cond is None else {"dlc_length": cfg.encoder.L, "dlc_vocab": V, "dlc_pool": cfg.dit.dlc_pool}
-            k_dits[cname] = ctx.key(sdit.DIT, {"dit": cfg.dit, "cond": c.dit_cond, "shape": shape},
-                                    upstream=[k_lat] + ([k_codes, k_hlat] if cond is not None else []), seed=seed)
-            dits[cname] = ctx.stage(sdit.DIT, k_dits[cname], lambda: sdit.train(
-                ctx, cfg.dit, latents, cond, c.dit_cond, shape, seed, cname, held_out=(held, te.tokens[:len(held)])),
-                desc=f"DiT | {cname} seed={seed}")
-            for r in (dits[cname]["monitor"][-1]["code_swap_gap"] if dits[cname]["monitor"] else []):
-                for against in ("shuffled", "null"):   # held-out clean-image error, other code / true code
-                    ctx.add_metric("code_swap_ratio", r[f"{against}_ratio"], higher_is_better=True, seed=seed,
-                                   against=against, t_bin=f"{r['t_lo']:.2f}-{r['t_hi']:.2f}", n=r["n"])
-            ctx.add_metric("train_loss", float(np.mean(dits[cname]["losses"][-100:])), higher_is_better=None,
-                           seed=seed, stage=f"dit-{'unconditional' if cname == 'none' else cname}", n=cfg.dit.steps)
+        dits = {cname: train_dit(src, cname, latents, held, k_lat, k_hlat)
+                for cname in dict.fromkeys(VARIANTS[v][0] for v in cfg.eval.variants if VARIANTS[v][0])}
 
         # -- samples and their metrics
         for variant in cfg.eval.variants:
@@ -222,41 +197,16 @@ def run_dlc_pipeline(ctx: RunContext) -> None:
                 imgs, k_imgs = train.subset(range(min(n, len(train)))).images, ctx.key(DATA, {"train": n},
                                                                                          upstream=[k_data])
             else:
-                cond, up = {"prior": (prior_codes, [k_pc]), "held-out": (te.tokens[:n], [k_codes]),
-                            None: (None, [])}[source]
-                scfg = cfg.dit_sampling if cond is not None else replace(cfg.dit_sampling, cfg_scale=1.0,
-                                                                         guided_channels=0)   # no guidance without c
-                k_imgs = ctx.key(sdit.IMAGE_SAMPLES, {"sampling": scfg, "n": n, "source": source},
-                                 upstream=[k_dits[cname], *up], seed=seed)
-                model = dits[cname]["model"]
-                imgs = ctx.stage(sdit.IMAGE_SAMPLES, k_imgs, lambda: sdit.sample_images(
-                    ctx, cfg.dit, scfg, model, cond, n, seed, f"sample {variant}"),
-                    desc=f"{n} samples: {variant} seed={seed}")
+                imgs, k_imgs = generate(src, cname, source, *dits[cname], n, variant)
             if seed == ctx.seeds[0]:
                 figure_sets[variant] = imgs[:cfg.eval.grid]
-            src = test.images[:n] if source == "held-out" else None
-            tgt = {"held-out": {f: v[:n] for f, v in test.factors.items()},
-                   None: {f: v[:n] for f, v in train.factors.items()} if cname is None else None}.get(source)
-            ctx.add_rows(fidelity_rows(imgs, dataset=cfg.data.dataset, train_images=train.images, target=tgt,
-                                       source=src, variant=variant, seed=seed))
-            if cfg.eval.save_samples and seed == ctx.seeds[0] and cname is not None:
-                ctx.add_samples(variant, imgs, f"{variant} samples (ADM npz: arr_0 N×H×W×3 uint8"
-                                + ("; source: the held-out images whose DLCs conditioned them)" if src is not None
-                                   else ")"), **({"source": src} if src is not None else {}))
-            k_f = ctx.key(sfeat.FEATURES, fcfg, upstream=[k_imgs])
-            fake_f = ctx.stage(sfeat.FEATURES, k_f, lambda: sfeat.extract(ctx, extractor, imgs,
-                                                                          cfg.eval.feature_batch_size),
-                               desc=f"{cfg.eval.features} features: {variant}")
-            layer = extractor.default_layer
-            ctx.add_rows(evaluate(real={layer: real_f}, fake={layer: fake_f}, extractor=extractor,
-                                        metrics=IMAGE_METRICS, bootstrap=cfg.eval.bootstrap, seed=seed,
-                                        labels={"variant": variant, "seed": seed, "features": cfg.eval.features}))
+            evaluate(variant, imgs, k_imgs, seed, reconstruction=source == "held-out", conditioned=cname is not None)
         if seed == ctx.seeds[0] and "dlc" in dits and cfg.eval.n_compose:
             compose = ctx.stage(sdit.IMAGE_SAMPLES, ctx.key(sdit.IMAGE_SAMPLES, {
-                "sampling": cfg.dit_sampling, "compose": cfg.eval.n_compose}, upstream=[k_dits["dlc"], k_codes],
-                seed=seed), lambda: _compose(ctx, cfg, dits["dlc"]["model"], te.tokens, test.images, seed),
+                "sampling": cfg.dit_sampling, "compose": cfg.eval.n_compose}, upstream=[dits["dlc"][1], k_codes],
+                seed=seed), lambda: _compose(ctx, cfg, dits["dlc"][0]["model"], te.tokens, test.images, seed),
                 desc="composition")
-    add_figures_and_notes(ctx, cfg, figure_sets, compose, fd_key, extractor.describe())
+    add_figures_and_notes(ctx, cfg, figure_sets, compose, extractor.metric_label(), extractor.describe())
 
 
 def _compose(ctx: RunContext, cfg: DLCPipelineConfig, model, tokens: torch.Tensor, images: torch.Tensor,

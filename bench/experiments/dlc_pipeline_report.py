@@ -112,7 +112,8 @@ def conditioning_findings(rows: list[dict], fd_key: str, seed: int) -> list[str]
                          + (f", probe ceiling {probe['value']:.2f}" if probe else "") + ")")
         out.append(f"Finding (seed {seed}): agreement of dlc-recon samples with their source image's factors — "
                    + "; ".join(parts) + ".")
-    gap = [r for r in rows if r["metric"] == "code_swap_ratio" and r.get("seed") == seed]
+    gap = [r for r in rows if r["metric"] == "code_swap_ratio" and r.get("seed") == seed
+           and r.get("conditioning", "dlc") == "dlc"]
     if gap:
         top = max(r["t_bin"] for r in gap)
         sh = _one(gap, "code_swap_ratio", t_bin=top, against="shuffled")

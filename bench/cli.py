@@ -125,15 +125,18 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _prepare(name: str, preset: str | None, overrides: list[str], seeds_text: str | None,
-             config_file: str | None = None, sweeps: list[str] | None = None):
-    """(experiment, LoadedConfig, seeds, sweep points or None), every input checked before anything runs."""
-    from .config import expand_sweep, parse_seeds, resolve_config
+             config_file: str | None = None, sweeps: list[str] | None = None, device: str = "auto",
+             dtype: str = "float32"):
+    """(experiment, LoadedConfig, seeds, sweep points or None), every input checked before anything runs:
+    names, values, and what depends on this machine (bench.config.preflight: device, dtype, memory)."""
+    from .config import expand_sweep, parse_seeds, preflight, resolve_config
     from .experiment import get_experiment
 
     exp = get_experiment(name)
     loaded = resolve_config(exp.config_cls, name, preset, overrides, config_file=config_file, sweeps=sweeps)
     seeds = parse_seeds(seeds_text) if seeds_text else (loaded.seeds or (0,))
     points = expand_sweep(loaded.config, loaded.sweep) if loaded.sweep else None
+    preflight(loaded.config, device, dtype, points=points)
     return exp, loaded, seeds, points
 
 
@@ -163,7 +166,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError("dlc-bench run needs a config", hint="pass --preset NAME (see `dlc-bench list`) "
                         "or --config FILE.yaml")
     exp, loaded, seeds, points = _prepare(args.name, args.preset, args.overrides, args.seeds,
-                                          config_file=args.config_file, sweeps=args.sweeps)
+                                          config_file=args.config_file, sweeps=args.sweeps, device=args.device,
+                                          dtype=args.dtype)
     sweep = _sweep_kwargs(points)
     stamp = time.strftime('%Y%m%d-%H%M%S')
     out = Path(args.out) if args.out else RESULTS_ROOT / f"{args.name}-{loaded.preset}-{stamp}"
@@ -202,7 +206,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
         names = [n for n in names if n in wanted]
     if not names:
         raise UserError(f"no experiment has a {args.preset!r} preset", hint="see `dlc-bench list`")
-    prepared = [(n, *_prepare(n, args.preset, [], None)) for n in names]  # validate everything first
+    prepared = [(n, *_prepare(n, args.preset, [], None, device=args.device, dtype=args.dtype))
+                for n in names]  # validate everything first
     sweeps = {n: _sweep_kwargs(points) for n, _, _, _, points in prepared}
     out = Path(args.out) if args.out else RESULTS_ROOT / f"suite-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_writable_dir(out, "output directory", "--out DIR")   # created by the first run

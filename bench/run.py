@@ -418,11 +418,9 @@ def execute(experiment: Experiment, config: Any, *, preset: str | None, seeds: t
 
     An interrupted run in `out_dir` (or in one of `resume_dirs`) is finished first (`finish_interrupted`); when
     it is this very run (`run_identity`), it is returned without running again."""
-    from . import config as config_module
+    from .config import preflight
 
-    preflight = getattr(config_module, "preflight", None)
-    if preflight is not None:
-        preflight(config, device, dtype, points=sweep)
+    preflight(config, device, dtype, points=sweep)
     dev, dt = resolve_device_dtype(device, dtype)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun: one process group for the whole run
         from dlc import dist as ddist

@@ -105,8 +105,14 @@ def _check_writable_target(path: Path, what: str, option: str, *, is_dir: bool) 
 
 
 def _build_extractor(args: argparse.Namespace):
+    from dlc.validate import ConfigError, check_device, check_dtype
+
     from .features import build_extractor
 
+    try:                                        # a device or dtype this machine lacks: one line, before any work
+        check_dtype(args.dtype, check_device(args.device))
+    except ConfigError as e:
+        raise UserError(e.statement, hint=e.fix) from None
     kwargs: dict[str, Any] = {"device": args.device, "dtype": args.dtype}
     if args.weights is not None:
         kwargs["weights"] = args.weights
@@ -188,6 +194,11 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     else:
         fake = args.fake
 
+    store = None
+    if not args.no_store:                       # opened (checked, nothing written) before any work
+        from .store import RunStore
+
+        store = RunStore(args.store)
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     t0 = time.perf_counter()
     cache = _cache_arg(args)
@@ -232,11 +243,6 @@ def cmd_metrics(args: argparse.Namespace) -> int:
                f"{(desc['weights'].get('sha256') or 'none')[:12]}; n_real={ev.inputs['n_real']}, n_fake={n_fake}",
                *warned],
         display={"metric_order": [r["metric"] for r in rows]})
-    store = None
-    if not args.no_store:
-        from .store import RunStore
-
-        store = RunStore(args.store)
     out_dir = None
     if args.out:
         from reports.html import render_run

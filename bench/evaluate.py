@@ -18,6 +18,8 @@ Bad input raises ValueError (`EvaluationInputError` for an unreadable side); the
 """
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import os
 import time
@@ -29,6 +31,7 @@ import numpy as np
 
 from .metrics import GROUPS, METRIC_ORDER, METRICS, MetricSpec, compute_metrics, metric_ci
 from .metrics.frechet import fd_bootstrap_ci
+from .npz_reader import CORRUPT_ZIP_ERRORS
 
 FRECHET = ("fd", "sfid")  # registered as fd(real=, fake=) on a layer: bootstrapped by fd_bootstrap_ci
 from .schema import metric_row
@@ -109,7 +112,7 @@ def is_stats_file(path: str | os.PathLike) -> bool:
     try:
         with np.load(p, allow_pickle=False) as z:
             return {"mu", "sigma"} <= set(z.files)
-    except (OSError, ValueError):
+    except (OSError, ValueError, *CORRUPT_ZIP_ERRORS):
         return False
 
 
@@ -188,13 +191,39 @@ def _check_samples(spec: MetricSpec, inputs: Mapping[str, Any]) -> None:
             raise ValueError(f"metric {spec.key!r} needs at least {spec.min_samples} samples, {name} has {len(x)}")
 
 
+def _extract_sides(sides, plan, extractor: Any, batch_size: int, store: Any, progress: Any, timings: dict) -> None:
+    """Fill each side's features for its layers: precomputed ones checked, images extracted through `store`."""
+    from .features import extract_features
+
+    for side, layers in sides:
+        if not layers:
+            continue
+        if side.features is not None:
+            missing = [l for l in layers if l not in side.features]
+            if missing:
+                raise EvaluationInputError(side.name, f"the precomputed features lack layer {missing[0]!r} "
+                                                      f"(have {', '.join(map(str, side.features)) or 'none'})")
+            side.features = {l: np.asarray(f) for l, f in side.features.items()}
+            continue
+        if side.images is None:
+            raise ValueError(f"metrics {', '.join(s.key for s, _ in plan if side.name in s.inputs)} need "
+                             f"{side.name} images or features")
+        t0 = time.perf_counter()
+        try:
+            side.features = extract_features(side.images, extractor, layers, batch_size=batch_size,
+                                             cache=store if store is not None else False,
+                                             progress=progress(side.name) if progress else None)
+        except (OSError, ValueError) as e:
+            raise EvaluationInputError(side.name, str(e)) from None
+        timings[f"features_{side.name}"] = round(time.perf_counter() - t0, 3)
+
+
 def run_evaluation(real: Any, fake: Any, *, extractor: Any, metrics: Iterable[str], layer: str | None = None,
                    batch_size: int = 64, cache: Any = None,
                    progress: Callable[[str], Callable[[int, int | None], None] | None] | None = None,
                    bootstrap: int = 0, seed: int = 0, labels: Mapping[str, Any] | None = None,
                    options: Mapping[str, Mapping] | None = None) -> Evaluation:
     """`evaluate`, returning also the layer and registry key of each row, what was read, and timings."""
-    from .features import extract_features
 
     names = [str(n).strip().lower() for n in metrics]
     specs = resolve_metrics(names)
@@ -234,27 +263,12 @@ def run_evaluation(real: Any, fake: Any, *, extractor: Any, metrics: Iterable[st
     fake_layers = list(dict.fromkeys(lay for _, lay in plan))
     real_layers = list(dict.fromkeys(lay for s, lay in plan if "real" in s.inputs and not from_stats(s)))
     timings: dict[str, float] = {}
-    for side, layers in ((real_s, real_layers), (fake_s, fake_layers)):
-        if not layers:
-            continue
-        if side.features is not None:
-            missing = [l for l in layers if l not in side.features]
-            if missing:
-                raise EvaluationInputError(side.name, f"the precomputed features lack layer {missing[0]!r} "
-                                                      f"(have {', '.join(map(str, side.features)) or 'none'})")
-            side.features = {l: np.asarray(f) for l, f in side.features.items()}
-            continue
-        if side.images is None:
-            raise ValueError(f"metrics {', '.join(s.key for s, _ in plan if side.name in s.inputs)} need {side.name} "
-                             "images or features")
-        t0 = time.perf_counter()
-        try:
-            side.features = extract_features(side.images, extractor, layers, batch_size=batch_size,
-                                             cache=cache if cache is not None else False,
-                                             progress=progress(side.name) if progress else None)
-        except (OSError, ValueError) as e:
-            raise EvaluationInputError(side.name, str(e)) from None
-        timings[f"features_{side.name}"] = round(time.perf_counter() - t0, 3)
+    from .features.cache import as_feature_cache
+
+    store = as_feature_cache(cache) if cache is not None else None
+    with store.deferred() if store is not None else contextlib.nullcontext():   # written once both sides are read
+        _extract_sides(((real_s, real_layers), (fake_s, fake_layers)), plan, extractor, batch_size, store, progress,
+                       timings)
 
     # ---- metrics: one compute_metrics call per (layer, real input), so registry groups run once ----
     t0 = time.perf_counter()

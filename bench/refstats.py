@@ -28,6 +28,7 @@ import numpy as np
 from dlc.io import atomic_write_bytes
 
 from .errors import UserError
+from .npz_reader import CORRUPT_ZIP_ERRORS
 
 __all__ = ["RefStats", "load_ref_stats", "save_ref_stats", "build_ref_stats", "ref_distances", "check_compatible",
            "META_KEY"]
@@ -78,18 +79,22 @@ def load_ref_stats(path: str | os.PathLike) -> RefStats:
                                 "(build one with `dlc-bench ref-stats` or pass an ADM reference batch .npz)")
     try:
         z = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, *CORRUPT_ZIP_ERRORS) as e:
         raise ValueError(f"{path} is not a readable .npz: {e}") from None
     with z:
         keys = set(z.files)
         if not {"mu", "sigma"} <= keys:
             raise ValueError(f"{path} has no 'mu'/'sigma' arrays (keys: {', '.join(sorted(keys))}); "
                              "it is not a reference statistics file")
-        mu, sigma = _check(z["mu"], z["sigma"], f"{path.name} mu/sigma")
-        mu_s = sigma_s = None
-        if {"mu_s", "sigma_s"} <= keys:
-            mu_s, sigma_s = _check(z["mu_s"], z["sigma_s"], f"{path.name} mu_s/sigma_s")
-        meta = json.loads(str(z[META_KEY])) if META_KEY in keys else json.loads(json.dumps(_ADM_META))
+        try:
+            mu, sigma = _check(z["mu"], z["sigma"], f"{path.name} mu/sigma")
+            mu_s = sigma_s = None
+            if {"mu_s", "sigma_s"} <= keys:
+                mu_s, sigma_s = _check(z["mu_s"], z["sigma_s"], f"{path.name} mu_s/sigma_s")
+            meta = json.loads(str(z[META_KEY])) if META_KEY in keys else json.loads(json.dumps(_ADM_META))
+        except (OSError, *CORRUPT_ZIP_ERRORS) as e:       # a damaged member (CRC / zlib error)
+            raise ValueError(f"{path} is a damaged .npz, {type(e).__name__}: {e} (rebuild it with `dlc-bench "
+                             "ref-stats`)") from None
     meta["file"] = {"path": str(path)}
     from .inputs import cached_file_sha256
 

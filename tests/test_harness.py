@@ -128,7 +128,7 @@ def cli_env(tmp_path):
     (["run", "toy-mixture", "--preset", "smoke", "--set", "n_mode=9"], "Did you mean 'n_modes'"),
     (["run", "toy-mixture", "--preset", "smoke", "--set", "hidden=big"], "'hidden': expected an integer"),
     (["run", "toy-mixture", "--preset", "smoke", "--set", "n_modes=10"], "perfect square"),
-    (["run", "toy-mixture", "--preset", "smoke", "--set", "variants=oracle,cgan"], "unknown variants"),
+    (["run", "toy-mixture", "--preset", "smoke", "--set", "variants=oracle,cgan"], "variants='cgan' is not a valid choice"),
     (["run", "toy-mixture", "--preset", "smoke", "--seeds", "x"], "cannot parse --seeds"),
     (["suite", "laptpo"], "no experiment has a 'laptpo' preset"),
     (["report", "/nonexistent/run"], "holds no results.json"),

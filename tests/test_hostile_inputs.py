@@ -103,6 +103,10 @@ def inputs(tmp_path_factory) -> Path:
     blob = bytearray((d / "crc.npz").read_bytes())
     blob[len(blob) // 2] ^= 0xFF                                          # inside arr_0's data: zip CRC mismatch
     (d / "crc.npz").write_bytes(bytes(blob))
+    np.savez(d / "stats-crc.npz", mu=np.zeros(192), sigma=np.eye(192))    # reference statistics, damaged
+    blob = bytearray((d / "stats-crc.npz").read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    (d / "stats-crc.npz").write_bytes(bytes(blob))
     (d / "garbage.pth").write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
     (d / "pickle.pth").write_bytes(pickle.dumps({"state_dict": _OpensAFile(str(d / "UNPICKLED"))}))
     (d / "garbage.sqlite").write_bytes(b"this is not an SQLite database" * 40)
@@ -313,6 +317,7 @@ CASES = [
     Case("metrics-fake-npz-float", [*PIX, *REAL, "--fake", "{in}/float.npz"], "uint8"),
     Case("metrics-fake-npz-3d", [*PIX, *REAL, "--fake", "{in}/shape3d.npz"], "shape3d.npz"),
     Case("metrics-fake-npz-crc", [*PIX, *REAL, "--fake", "{in}/crc.npz"], "crc.npz"),
+    Case("metrics-real-stats-crc", [*PIX, "--real", "{in}/stats-crc.npz", "--fake", "{in}/imgs2"], "stats-crc.npz"),
     Case("metrics-fake-not-images", [*PIX, *REAL, "--fake", "{in}/garbage.pth"], "garbage.pth"),
     Case("metrics-weights-garbage", ["metrics", *REAL, "--fake", "{in}/imgs2", "--features", "effnet-lite0",
                                      "--weights", "{in}/garbage.pth", "--metrics", "fid", "--quiet"], "garbage.pth"),

@@ -155,7 +155,9 @@ def test_pipeline_eval_weights(tmp_path, marker):
 
     evil = torch_payload(tmp_path / "evil.pth", marker)
     cfg = SimpleNamespace(features="inception-v3-compat", weights=str(evil), resize=None)
-    with pytest.raises(ValueError, match="not a torch-fidelity Inception-v3 state dict"):
+    from bench.errors import UserError
+
+    with pytest.raises(UserError, match="not a torch-fidelity Inception-v3 state dict"):   # an input error: exit 2
         build_extractor(SimpleNamespace(device="cpu"), cfg)
 
 

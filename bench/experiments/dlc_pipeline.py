@@ -27,6 +27,7 @@ from dlc.validate import ConfigError, check, choice, nonempty, within_memory
 
 from ..codestats import probe_rows
 from ..conditioning import Sources, generate, train_dit
+from ..errors import UserError
 from ..experiment import experiment
 from ..image_eval import ImageEvaluation
 from ..run import RunContext
@@ -141,7 +142,11 @@ def build_extractor(ctx: RunContext, cfg: EvalConfig):
 
     kw = {"device": ctx.device, **({"weights": cfg.weights} if cfg.weights else {}),
           **({"resize": cfg.resize} if cfg.resize else {})}
-    return build(cfg.features, **kw)
+    try:
+        return build(cfg.features, **kw)
+    except ValueError as e:      # unreadable weights: an input error, before any training
+        raise UserError(f"eval.weights={cfg.weights}: {e}", hint=f"set eval.weights to a {cfg.features} weights "
+                        "file, or leave it empty for the extractor's default") from None
 
 
 @experiment("dlc-pipeline", config=DLCPipelineConfig, version="2",

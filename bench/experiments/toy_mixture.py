@@ -23,6 +23,7 @@ from typing import Literal
 
 import numpy as np
 
+from dlc.validate import at_least, check, choice, in_range, nonempty, positive, within_memory
 from toy import data as tdata, diffusion as tdiff
 
 from ..experiment import experiment
@@ -73,24 +74,36 @@ class ToyMixtureConfig:
     score_t: int = 100                    # diffusion timestep (of diffusion_steps) at which the score is drawn
     score_condition: int = 6              # component index the conditional score is drawn for (as the paper)
 
-    def validate(self) -> None:
+    def __post_init__(self):
+        check(self, positive=("variance", "spacing", "n_train", "hidden", "layers", "t_dim", "c_dim", "batch_size",
+                              "train_samples", "lr", "diffusion_steps", "sample_steps", "gmm_fit_samples",
+                              "gmm_max_iter", "n_eval", "n_cv", "mode_radius_sigmas", "figure_points"),
+              non_negative=("warmup", "score_t", "score_condition"))
+        nonempty("n_modes", self.n_modes)
+        nonempty("variants", self.variants)
         for n in self.n_modes:
             tdata.grid_side(n)
-        bad = [v for v in self.variants if v not in VARIANTS]
-        if bad:
-            raise ValueError(f"unknown variants {bad}; choose from {list(VARIANTS)}")
-        if not self.variants:
-            raise ValueError("variants is empty")
+        for v in self.variants:
+            choice("variants", v, VARIANTS)
+        for k, options in (("gmm_covariance", ("spherical", "diag", "full", "tied")), ("bandwidth", ("silverman", "scott")),
+                           ("gmm_init", ("kmeans", "k-means++", "random", "random_from_data"))):
+            choice(k, getattr(self, k), options)
+        at_least("n_kde", self.n_kde, 3)
+        at_least("train_samples", self.train_samples, self.batch_size, "set train_samples ≥ batch_size")
+        in_range("sample_steps", self.sample_steps, 1, self.diffusion_steps)
+        in_range("score_t", self.score_t, 0, self.diffusion_steps, hi_open=True)
+        nonempty("cv_bandwidths", self.cv_bandwidths)
+        for h in self.cv_bandwidths:
+            positive("cv_bandwidths", h)
         if self.score_n_modes not in self.n_modes:
             raise ValueError(f"score_n_modes={self.score_n_modes} is not one of n_modes={list(self.n_modes)}")
-        if self.batch_size < 1 or self.train_samples < self.batch_size:
-            raise ValueError("train_samples must be at least one batch")
-        if not 0 <= self.score_t < self.diffusion_steps:
-            raise ValueError(f"score_t must be in [0, {self.diffusion_steps})")
-        if self.n_kde < 3 or self.n_eval < 1 or self.n_cv < 1:
-            raise ValueError("n_kde must be ≥ 3, n_eval ≥ 1 and n_cv ≥ 1")
-        if not self.cv_bandwidths or min(self.cv_bandwidths) <= 0:
-            raise ValueError("cv_bandwidths must be a non-empty list of positive numbers")
+
+    def check_resources(self, available: int | None = None) -> None:
+        """Refuse sizes whose arrays (float64 2-D points) cannot fit this machine's memory (the KDE works in
+        bounded chunks)."""
+        points = self.n_train + 2 * (self.n_kde + self.n_eval) + self.n_cv + self.gmm_fit_samples
+        within_memory({"training, reference and evaluation points": 16 * points}, "lower n_train, n_kde or n_eval",
+                      available)
 
 
 # the sweep axis and variant list enter keys one value at a time (n_modes=n, variant=v); figures only read these

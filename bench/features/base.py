@@ -26,7 +26,7 @@ from .resize import check_resize_mode, describe_resize, resize_images
 
 __all__ = [
     "FEATURES_VERSION", "FEATURE_EXTRACTORS", "FeatureExtractor", "Preprocessing", "MissingWeightsError",
-    "register_extractor", "build_extractor", "file_sha256", "files_sha256", "downloads_disabled",
+    "register_extractor", "build_extractor", "file_sha256", "files_sha256", "downloads_disabled", "load_error_reason",
 ]
 
 # Bump when the definition of any feature changes: it is part of every cache key.
@@ -212,3 +212,14 @@ def _as_uint8_nchw(images: torch.Tensor | np.ndarray) -> torch.Tensor:
         return to_uint8_nchw(images, "NCHW", cpu=False, what="extractor input")
     except ValueError as e:
         raise ValueError(f"expected uint8 images (N, 3, H, W) in [0, 255]: {e}") from None
+
+
+def load_error_reason(e: BaseException) -> str:
+    """The informative line of a weights-loading error (torch's weights-only refusals bury it in advice to load
+    with weights_only=False, which we never do), or the error's type."""
+    import re
+
+    text = str(e)
+    m = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    line = (m.group(1) if m else text).strip().splitlines()
+    return line[0][:200] if line and line[0] else type(e).__name__

@@ -14,6 +14,7 @@ cache_dir: argument, else `bench.cache.default_cache_dir()` ($DLC_BENCH_CACHE, e
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,7 +27,8 @@ from ..cache import StageCache, StageKey, default_cache_dir, load_tree, save_tre
 from ..inputs import open_images
 from .base import FeatureExtractor
 
-__all__ = ["FeatureCache", "default_cache_dir", "extract_features", "feature_statistics_cached", "cache_key"]
+__all__ = ["FeatureCache", "as_feature_cache", "default_cache_dir", "extract_features", "feature_statistics_cached",
+           "cache_key"]
 
 
 def cache_key(content_hash: str, description: dict, layer: str, kind: str = "features") -> tuple[str, dict]:
@@ -59,6 +61,29 @@ class FeatureCache:
         self.stages = StageCache(self.root)
         self.hits = 0
         self.misses = 0
+        self._pending: list[tuple[StageKey, dict]] | None = None
+
+    @contextlib.contextmanager
+    def deferred(self):
+        """Inside, entries are held back and written only when the block ends without an error: a command whose
+        second input turns out unreadable leaves the cache as it found it."""
+        if self._pending is not None:          # already deferring: the outer block writes
+            yield self
+            return
+        self._pending = []
+        try:
+            yield self
+            pending, self._pending = self._pending, None
+            for key, value in pending:
+                self.stages.store(key, value, save_tree, seconds=0.0)
+        finally:
+            self._pending = None
+
+    def _store(self, key: StageKey, value: dict) -> None:
+        if self._pending is not None:
+            self._pending.append((key, value))
+        else:
+            self.stages.store(key, value, save_tree, seconds=0.0)
 
     def _key(self, key: str, kind: str, meta: dict | None = None) -> StageKey:
         return StageKey(self.KINDS[kind], key[:24], {"key": key, **(meta or {})})
@@ -79,8 +104,7 @@ class FeatureCache:
 
     def save_features(self, key: str, feats: np.ndarray, meta: dict) -> None:
         feats = np.ascontiguousarray(feats, dtype=np.float32)
-        self.stages.store(self._key(key, "features", {**meta, "shape": list(feats.shape)}), {"features": feats},
-                          save_tree, seconds=0.0)
+        self._store(self._key(key, "features", {**meta, "shape": list(feats.shape)}), {"features": feats})
 
     def load_stats(self, key: str) -> tuple[np.ndarray, np.ndarray, int] | None:
         value = self._load(key, "stats")
@@ -88,10 +112,11 @@ class FeatureCache:
 
     def save_stats(self, key: str, mu: np.ndarray, sigma: np.ndarray, meta: dict) -> None:
         value = {"mu": np.asarray(mu, np.float64), "sigma": np.asarray(sigma, np.float64), "n": int(meta["n"])}
-        self.stages.store(self._key(key, "stats", meta), value, save_tree, seconds=0.0)
+        self._store(self._key(key, "stats", meta), value)
 
 
-def _as_cache(cache: FeatureCache | str | os.PathLike | bool | None) -> FeatureCache | None:
+def as_feature_cache(cache: FeatureCache | str | os.PathLike | bool | None) -> FeatureCache | None:
+    """A FeatureCache from True (the default dir), a directory or a FeatureCache; None for None / False."""
     if cache is None or cache is False:
         return None
     if cache is True:
@@ -111,7 +136,7 @@ def extract_features(images: Any, extractor: FeatureExtractor, layers: Sequence[
     """
     source = open_images(images)
     layers = extractor.check_layers(layers)
-    store = _as_cache(cache)
+    store = as_feature_cache(cache)
     content = source.fingerprint() if store is not None else None
     if content is None:
         return extractor.extract(source, layers, batch_size=batch_size, progress=progress)
@@ -138,7 +163,7 @@ def feature_statistics_cached(images: Any, extractor: FeatureExtractor, layer: s
 
     source = open_images(images)
     layer = extractor.check_layers(layer)[0]
-    store = _as_cache(cache)
+    store = as_feature_cache(cache)
     content = source.fingerprint() if store is not None else None
     key = cache_key(content, extractor.describe(), layer, kind="stats") if content is not None else None
     if key is not None:

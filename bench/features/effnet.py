@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .base import FeatureExtractor, MissingWeightsError, file_sha256, register_extractor
+from .base import FeatureExtractor, MissingWeightsError, file_sha256, load_error_reason, register_extractor
 from .resize import _version
 
 __all__ = ["EffNetLite0", "default_effnet_path"]
@@ -62,7 +62,7 @@ class EffNetLite0(FeatureExtractor):
             net.load_state_dict(state)
         except Exception as e:  # unpickling errors, missing/unexpected keys, shape mismatches
             raise ValueError(f"{self.weights_path} is not an EfficientNet-Lite0 state dict "
-                             f"({str(e).splitlines()[0][:200]})") from None
+                             f"({load_error_reason(e)})") from None
         self.net = net.to(device=self.device, dtype=self.dtype).eval()
 
     def weights_info(self) -> dict:

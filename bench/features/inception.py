@@ -40,7 +40,6 @@ import contextlib
 import hashlib
 import io
 import os
-import re
 import urllib.error
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cache import warn
-from .base import FeatureExtractor, MissingWeightsError, downloads_disabled, register_extractor
+from .base import FeatureExtractor, MissingWeightsError, downloads_disabled, load_error_reason, register_extractor
 from .resize import _version
 
 __all__ = ["InceptionV3Compat", "INCEPTION_URL", "INCEPTION_FILE", "INCEPTION_SHA256", "default_inception_path",
@@ -106,14 +105,6 @@ def resolve_inception_weights(weights: str | os.PathLike | None, cache_dir: str 
     return p, INCEPTION_URL
 
 
-def _first_line(e: BaseException) -> str:
-    """The informative line of a loading error (torch's weights-only refusals bury it in advice), or its type."""
-    text = str(e)
-    m = re.search(r"WeightsUnpickler error:\s*(.+)", text)
-    line = (m.group(1) if m else text).strip().splitlines()
-    return line[0][:200] if line and line[0] else type(e).__name__
-
-
 def _not_inception(path: Path, why: str) -> str:
     return (f"{path} is not a torch-fidelity Inception-v3 state dict ({why}); "
             f"pass the file {INCEPTION_FILE} via --weights FILE")
@@ -127,7 +118,7 @@ def load_inception_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError (refused global, garbage), EOFError (empty), RuntimeError (bad zip)
-        raise ValueError(_not_inception(path, _first_line(e))) from None
+        raise ValueError(_not_inception(path, load_error_reason(e))) from None
     if not (isinstance(state, Mapping) and state
             and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
         raise ValueError(_not_inception(path, f"it holds a {type(state).__name__}, not a mapping of names to tensors"))
@@ -192,7 +183,7 @@ class InceptionV3Compat(FeatureExtractor):
         try:
             net = _torch_fidelity_module(state, str(self.dtype).replace("torch.", ""))
         except (RuntimeError, KeyError, ValueError, TypeError) as e:   # missing/unexpected keys, shape mismatches
-            raise ValueError(_not_inception(self.weights_path, _first_line(e))) from None
+            raise ValueError(_not_inception(self.weights_path, load_error_reason(e))) from None
         if self.weights_sha256 != INCEPTION_SHA256:
             warn(f"Inception weights {self.weights_path} have sha256 {self.weights_sha256[:16]}..., not that of "
                  f"{INCEPTION_FILE} ({INCEPTION_SHA256[:16]}...): these are not the reference weights, so FID, sFID, "

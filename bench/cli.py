@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "replaces the preset's sweep of that key)")
     p.add_argument("--seeds", default=None, help="seeds: 0,1,2 or 0-4 (default: the preset's)")
     p.add_argument("--out", default=None, help="output directory (default: results/<name>-<preset>-<time>)")
+    p.add_argument("--dry-run", action="store_true", help="check the config and print the plan (stages cached / to "
+                   "compute, memory and time estimates); compute and write nothing")
     _add_run_options(p)
 
     p = sub.add_parser("suite", help="run every experiment that has the given preset, then write one index page")
@@ -169,6 +171,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                                           config_file=args.config_file, sweeps=args.sweeps, device=args.device,
                                           dtype=args.dtype)
     sweep = _sweep_kwargs(points)
+    if args.dry_run:
+        from .cache import default_cache_dir
+        from .dryrun import dry_run
+        from .store import RunStore
+
+        store = None if args.no_store else RunStore(args.store, writable=False)
+        print(dry_run(exp, loaded.config, preset=loaded.preset, seeds=seeds, cache_dir=Path(args.cache_dir or
+                      default_cache_dir()), store=store, device=args.device, dtype=args.dtype, **sweep))
+        return 0
     stamp = time.strftime('%Y%m%d-%H%M%S')
     out = Path(args.out) if args.out else RESULTS_ROOT / f"{args.name}-{loaded.preset}-{stamp}"
     # without --out, an interrupted run of this same command sits in an earlier timestamped directory

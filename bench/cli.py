@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="FILE.html", help="also write the comparison as an HTML page "
                    "(every run needs its run directory)")
     p.add_argument("--store", default=None)
+    p.add_argument("--fail-if", dest="fail_if", action="append", default=[], metavar="METRIC[:+TOL[%]]",
+                   help="exit 1 when METRIC got significantly worse than in the first run by more than TOL "
+                        "(relative with %%, else absolute; repeatable), e.g. --fail-if 'fd_effnet:+2%%'")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
     from .cli_metrics import add_metrics_parsers
     add_metrics_parsers(sub)
@@ -396,7 +400,7 @@ def _compared_runs(args: argparse.Namespace) -> list[tuple[str, object, Path | N
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from reports.html import comparison_table, render_index
+    from reports.html import render_index
 
     runs = _compared_runs(args)
     if args.out:
@@ -406,15 +410,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if missing:
             raise UserError(f"--out needs the run directories, and run {missing[0]} has none",
                             hint="compare without --out, or pass the run directories")
-    table = comparison_table([(name, res) for name, res, _ in runs])
-    print(f"{runs[0][1].experiment}: " + " | ".join(f"[{i}] {res.run_id}" for i, (_, res, _) in enumerate(runs)))
-    for line in table["lines"]:
-        cells = [c["text"] + (f" ({c['delta']})" if c["delta"] else "") for c in line["cells"]]
-        print(f"{line['metric']} {line['arrow']}".strip() + (f" [{line['labels']}]" if line["labels"] else "")
-              + ": " + " | ".join(cells or ["-"]))
+    from .compare import compare_runs, format_comparison, gate, parse_fail_if
+
+    gates = parse_fail_if(args.fail_if)
+    cmps = [compare_runs(runs[0][1], res) for _, res, _ in runs[1:]]        # every run against the first
+    failed = [f"{c['b']}: {f}" for c in cmps for f in gate(c, gates)]
+    if args.json:
+        print(json.dumps({"comparisons": cmps, "failed": failed}, indent=2, default=str))
+    else:
+        for c in cmps:
+            print("\n".join(format_comparison(c)))
     if args.out:
-        print(f"report: {render_index([d for _, _, d in runs], out, render_each=False).resolve()}")
-    return 0
+        print(f"report: {render_index([d for _, _, d in runs], out, render_each=False).resolve()}",
+              file=sys.stderr if args.json else sys.stdout)
+    for f in failed:
+        print(f"FAIL {f}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 COMMANDS = {"list": cmd_list, "run": cmd_run, "suite": cmd_suite, "runs": cmd_runs, "history": cmd_history,

@@ -173,6 +173,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     names = parse_metric_names(args.metrics)
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not 0 <= args.bootstrap <= 100_000:
+        raise UserError(f"--bootstrap must be in [0, 100000], got {args.bootstrap}", hint="e.g. --bootstrap 200")
     if args.out:
         _check_writable_target(Path(args.out), "output directory", "--out DIR", is_dir=True)
     if args.store and not args.no_store:
@@ -203,7 +205,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     cache = _cache_arg(args)
     ev, warned = _evaluate(names, real=real, fake=fake, extractor=ext, layer=args.layer, batch_size=args.batch_size,
-                           cache=cache, progress=_progress_factory(args.quiet), labels={"features": ext.name})
+                           cache=cache, progress=_progress_factory(args.quiet), labels={"features": ext.name},
+                           bootstrap=args.bootstrap)
     total = time.perf_counter() - t0
     for msg in warned:
         print(f"warning: {msg}", file=sys.stderr)
@@ -217,7 +220,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
                  "description": METRICS.get(k).description} for k in ev.keys}
     config = {"real": str(args.real), "fake": str(args.fake), "features": ext.name, "weights": args.weights,
               "resize": ext.resize, "layer": args.layer or ext.default_layer, "metrics": names,
-              "batch_size": args.batch_size, "image_size": args.image_size, "dtype": args.dtype}
+              "batch_size": args.batch_size, "image_size": args.image_size, "dtype": args.dtype,
+              "bootstrap": args.bootstrap}
     identity = {"metrics": names, "layer": config["layer"], "image_size": args.image_size,
                 "extractor": {k: desc[k] for k in ("extractor", "preprocessing", "implementation", "features_version")},
                 "weights_sha256": desc["weights"].get("sha256"),
@@ -268,6 +272,8 @@ def cmd_ref_stats(args: argparse.Namespace) -> int:
         raise UserError(f"{args.images} does not exist", hint="pass an image folder or an .npz/.npy of uint8 images")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not 0 <= args.bootstrap <= 100_000:
+        raise UserError(f"--bootstrap must be in [0, 100000], got {args.bootstrap}", hint="e.g. --bootstrap 200")
     ext = _build_extractor(args)
     from .inputs import open_images
 
@@ -303,6 +309,9 @@ def _add_extractor_options(p: argparse.ArgumentParser, features_default: str | N
     p.add_argument("--image-size", type=int, default=None, metavar="N",
                    help="resize every image of a folder to NxN on reading (mixed-size folders)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="95 %% percentile-bootstrap intervals over the images from N resamples (0: none); "
+                        "`dlc-bench compare` tests differences with them")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="extractor compute dtype")
     p.add_argument("--cache-dir", default=None, help="feature cache (default: $DLC_BENCH_CACHE or user cache dir)")

@@ -460,7 +460,7 @@ def test_valid_counterparts_succeed(inputs: Path, world: Path, capsys):
     before = snapshot(inputs)
     assert main(["compare", str(inputs / "runs" / "good_a"), "20260101-000001-toy-mixture-bb", *store]) == 0
     out = capsys.readouterr().out
-    assert "kl_symmetric" in out and "(+1.5)" in out
+    assert "kl_symmetric" in out and "Δ +1.5" in out
     assert main(["history", "toy-mixture", "kl_symmetric", *store]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 2
     assert main(["compare", str(inputs / "runs" / "good_a"), str(inputs / "runs" / "good_b"), "--out",

@@ -1,0 +1,183 @@
+"""Comparing runs: per metric, the difference B − A with a 95 % interval and a verdict; gates for CI.
+
+    cmp = compare_runs(a, b)                   # two Results of one experiment
+    cmp["config_diff"]                         # [(dotted key, value in A, value in B)]
+    cmp["differences"]                         # one dict per metric row present in either run
+    failed = gate(cmp, parse_fail_if(["fd_effnet:+2%"]))
+
+Rows are matched by metric and labels (the seed aside). The interval of a difference is
+    'welch'      Welch's t-interval over seeds, when both runs have ≥ 2 per-seed values of the row;
+    'intervals'  from the two runs' own 95 % intervals (e.g. bootstrap over samples), taken as independent
+                 normal intervals: se = (high − low) / 3.92, interval Δ ± 1.96·√(se_A² + se_B²);
+    None         a single value on each side: no interval.
+Verdict: 'identical' (equal values, and equal per-seed values), 'better' / 'worse' when the interval excludes 0
+(the direction from the row's higher_is_better), 'changed' when it does for a metric without a direction,
+'no significant change' when it covers 0, 'no interval' without one, 'only in A' / 'only in B'.
+
+A gate `METRIC:TOL` fails when the metric's verdict is 'worse' and |Δ| exceeds the tolerance: '+2%' relative to
+|A|, '+0.5' absolute, '' (just the metric) any significant worsening. Torch-free.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Iterable, Mapping
+
+from .errors import UserError
+from .registry import did_you_mean
+from .schema import METRIC_COLUMNS
+
+__all__ = ["compare_runs", "parse_fail_if", "gate", "config_diff", "format_comparison"]
+
+_Z = 1.959963984540054
+
+
+def _key(r: Mapping) -> tuple:
+    return r["metric"], tuple(sorted((k, str(v)) for k, v in r.items() if k not in METRIC_COLUMNS and k != "seed"))
+
+
+def _rows(res: Any) -> tuple[dict, dict]:
+    """({key: aggregated row}, {key: [per-seed rows]}) of a run. With one seed the per-seed row stands for the
+    aggregate (it carries the run's own interval, e.g. a bootstrap over samples; a one-seed aggregate has none)."""
+    agg, seeds = {}, {}
+    for r in res.metrics:
+        if r.get("value") is None:
+            continue
+        if r.get("seed") is None:
+            agg[_key(r)] = r
+        else:
+            seeds.setdefault(_key(r), []).append(r)
+    for key, rows in seeds.items():
+        if len(rows) == 1:
+            agg[key] = rows[0]
+    return agg, {k: sorted(float(r["value"]) for r in v) for k, v in seeds.items()}
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def config_diff(a: Mapping, b: Mapping) -> list[tuple[str, Any, Any]]:
+    """(dotted key, value in a, value in b) for every setting that differs."""
+    fa, fb = _flatten(a), _flatten(b)
+    return [(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+
+
+def _interval(ra: Mapping, rb: Mapping, sa: list[float], sb: list[float]) -> tuple[tuple[float, float] | None, str | None]:
+    if len(sa) >= 2 and len(sb) >= 2:
+        from scipy import stats
+
+        if max(sa) == min(sa) and max(sb) == min(sb):          # no spread on either side: the difference is exact
+            d = sb[0] - sa[0]
+            return (d, d), "welch"
+        ci = stats.ttest_ind(sb, sa, equal_var=False).confidence_interval(0.95)
+        return (float(ci.low), float(ci.high)), "welch"
+    if all(r.get("ci_low") is not None and r.get("ci_high") is not None for r in (ra, rb)):
+        se = [(float(r["ci_high"]) - float(r["ci_low"])) / (2 * _Z) for r in (ra, rb)]
+        if se[0] > 0 or se[1] > 0:
+            d, half = float(rb["value"]) - float(ra["value"]), _Z * math.hypot(*se)
+            return (d - half, d + half), "intervals"
+    return None, None
+
+
+def _verdict(delta: float, ci: tuple[float, float] | None, better_up: bool | None, same: bool) -> str:
+    if same:
+        return "identical"
+    if ci is None:
+        return "no interval"
+    if ci[0] <= 0 <= ci[1]:
+        return "no significant change"
+    if better_up is None:
+        return "changed"
+    return "better" if (delta > 0) == better_up else "worse"
+
+
+def compare_runs(a: Any, b: Any) -> dict:
+    """The comparison of run `b` against run `a` (Results of one experiment); see the module docstring."""
+    agg_a, seeds_a = _rows(a)
+    agg_b, seeds_b = _rows(b)
+    diffs = []
+    for key in list(agg_a) + [k for k in agg_b if k not in agg_a]:
+        ra, rb = agg_a.get(key), agg_b.get(key)
+        d: dict[str, Any] = {"metric": key[0], "labels": dict(key[1]),
+                             "higher_is_better": (ra or rb).get("higher_is_better"), "a": ra, "b": rb}
+        if ra is None or rb is None:
+            d.update(delta=None, ci=None, method=None, verdict="only in B" if ra is None else "only in A")
+        else:
+            sa, sb = seeds_a.get(key, []), seeds_b.get(key, [])
+            delta = float(rb["value"]) - float(ra["value"])
+            ci, method = _interval(ra, rb, sa, sb)
+            same = delta == 0 and sa == sb
+            d.update(delta=delta, ci=ci, method=method, verdict=_verdict(delta, ci, d["higher_is_better"], same))
+        diffs.append(d)
+    return {"experiment": a.experiment, "a": a.run_id, "b": b.run_id, "commits": (a.git.get("commit"),
+            b.git.get("commit")), "config_diff": config_diff(a.config, b.config), "differences": diffs,
+            "identical": all(d["verdict"] == "identical" for d in diffs)}
+
+
+_GATE = re.compile(r"^(?P<metric>[^:]+?)(?::\s*\+?(?P<tol>\d+(?:\.\d+)?(?:e-?\d+)?)(?P<pct>%)?)?$")
+
+
+def parse_fail_if(specs: Iterable[str]) -> list[tuple[str, float, bool]]:
+    """[(metric, tolerance, relative)] from 'fd_effnet:+2%', 'precision:+0.01', 'recall'."""
+    out = []
+    for spec in specs:
+        m = _GATE.match(spec.strip())
+        if not m:
+            raise UserError(f"--fail-if {spec!r} is not METRIC, METRIC:+TOL or METRIC:+TOL%",
+                            hint="e.g. --fail-if 'fd_effnet:+2%' or --fail-if 'precision:+0.01'")
+        out.append((m["metric"].strip(), float(m["tol"] or 0.0), bool(m["pct"])))
+    return out
+
+
+def gate(cmp: Mapping, gates: list[tuple[str, float, bool]]) -> list[str]:
+    """Sentences for every gated metric row that got significantly worse beyond its tolerance (empty: pass).
+    A gate naming a metric neither run has is an input error (did-you-mean)."""
+    names = sorted({d["metric"] for d in cmp["differences"]})
+    failed = []
+    for metric, tol, rel in gates:
+        if metric not in names:
+            raise UserError(f"--fail-if names metric {metric!r}, which neither run has.{did_you_mean(metric, names)}",
+                            hint=f"metrics of these runs: {', '.join(names)}")
+        for d in cmp["differences"]:
+            if d["metric"] != metric or d["verdict"] != "worse":
+                continue
+            limit = tol * abs(float(d["a"]["value"])) / 100 if rel else tol
+            if abs(d["delta"]) > limit:
+                failed.append(f"{metric}{_labels(d)} got worse by {d['delta']:+.4g} (95 % interval "
+                              f"[{d['ci'][0]:+.4g}, {d['ci'][1]:+.4g}]), beyond the tolerance "
+                              f"{tol:g}{'%' if rel else ''}")
+    return failed
+
+
+def _labels(d: Mapping) -> str:
+    return f" [{', '.join(f'{k}={v}' for k, v in d['labels'].items())}]" if d["labels"] else ""
+
+
+def _num(x: Any) -> str:
+    return "-" if x is None else f"{float(x):.4g}"
+
+
+def format_comparison(cmp: Mapping) -> list[str]:
+    """The comparison as text lines: header, config diff, one line per metric row."""
+    lines = [f"{cmp['experiment']}: A = {cmp['a']} (commit {(cmp['commits'][0] or '?')[:8]}), "
+             f"B = {cmp['b']} (commit {(cmp['commits'][1] or '?')[:8]})"]
+    if cmp["config_diff"]:
+        lines.append("config differences: " + "; ".join(f"{k}: {va!r} → {vb!r}" for k, va, vb in cmp["config_diff"]))
+    else:
+        lines.append("config: identical")
+    if cmp["identical"]:
+        lines.append("every number is identical")
+    for d in cmp["differences"]:
+        arrow = {True: " ↑", False: " ↓"}.get(d["higher_is_better"], "")
+        ci = f" [{d['ci'][0]:+.4g}, {d['ci'][1]:+.4g}]" if d["ci"] else ""
+        delta = f"Δ {d['delta']:+.4g}{ci}" if d["delta"] is not None else ""
+        lines.append(f"{d['metric']}{arrow}{_labels(d)}: {_num((d['a'] or {}).get('value'))} → "
+                     f"{_num((d['b'] or {}).get('value'))}  {delta}  {d['verdict']}"
+                     + (f" ({d['method']})" if d["method"] else ""))
+    return lines

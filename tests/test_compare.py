@@ -1,0 +1,118 @@
+"""`dlc-bench compare`: differences with intervals, verdicts, config diff and the --fail-if gate, on real runs."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import stats
+
+from bench.cli import main
+from bench.compare import compare_runs, gate, parse_fail_if
+from bench.schema import Results
+
+from .test_features_helpers import smooth_images
+
+
+def _npz(path, images: torch.Tensor):
+    np.savez(path, arr_0=images.permute(0, 2, 3, 1).numpy())
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Three `metrics` runs against one real set: the same fake set twice, then that set blurred."""
+    root = tmp_path_factory.mktemp("cmp")
+    real = _npz(root / "real.npz", smooth_images(400, 8, seed=1))
+    fake = smooth_images(400, 8, seed=2)
+    blurred = F.avg_pool2d(F.pad(fake.float(), (1, 1, 1, 1), mode="replicate"), 3, stride=1).round().to(torch.uint8)
+    inputs = {"good": _npz(root / "fake.npz", fake), "blurred": _npz(root / "blurred.npz", blurred)}
+    out = {}
+    for name, fake_path in (("a", inputs["good"]), ("b", inputs["good"]), ("c", inputs["blurred"])):
+        argv = ["metrics", "--real", real, "--fake", fake_path, "--features", "pixels", "--metrics", "fd,precision",
+                "--bootstrap", "100", "--out", root / name, "--no-store", "--no-cache", "--quiet"]
+        assert main([str(a) for a in argv]) == 0
+        out[name] = root / name
+    return out
+
+
+def _compare(capsys, *argv):
+    rc = main([str(a) for a in ("compare", *argv)])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def test_the_same_inputs_twice_are_identical_and_pass_the_gate(runs, capsys):
+    rc, out, err = _compare(capsys, runs["a"], runs["b"], "--fail-if", "fd_pixels:+2%")
+    assert rc == 0 and "every number is identical" in out and "config: identical" in out and err == ""
+    rc, out, _ = _compare(capsys, runs["a"], runs["b"], "--json")
+    (cmp,) = json.loads(out)["comparisons"]
+    assert cmp["identical"] and {d["verdict"] for d in cmp["differences"]} == {"identical"}
+
+
+def test_a_blurred_sample_set_is_worse_and_fails_the_gate(runs, capsys):
+    rc, out, err = _compare(capsys, runs["a"], runs["c"], "--fail-if", "fd_pixels:+2%")
+    assert rc == 1
+    line = next(ln for ln in out.splitlines() if ln.startswith("fd_pixels"))
+    assert line.endswith("worse (intervals)"), line
+    assert "config differences: fake:" in out
+    assert err.startswith("FAIL ") and "fd_pixels [features=pixels" in err and "got worse by +" in err
+    assert "beyond the tolerance 2%" in err
+    # a tolerance larger than the change passes; so does a gate on another metric that did not get worse
+    cmp = json.loads(_compare(capsys, runs["a"], runs["c"], "--json")[1])["comparisons"][0]
+    fd = next(d for d in cmp["differences"] if d["metric"] == "fd_pixels")
+    assert fd["delta"] > 0 and fd["ci"][0] > 0
+    big = f"{100 * fd['delta'] / fd['a']['value'] * 1.01:.3f}%"
+    assert _compare(capsys, runs["a"], runs["c"], "--fail-if", f"fd_pixels:+{big}")[0] == 0
+
+
+def test_an_unknown_gate_metric_is_an_input_error(runs, capsys):
+    rc, _, err = _compare(capsys, runs["a"], runs["c"], "--fail-if", "fd_pixel:+2%")
+    assert rc == 2 and err.startswith("error: --fail-if names metric 'fd_pixel'") and "Did you mean 'fd_pixels'" in err
+    rc, _, err = _compare(capsys, runs["a"], runs["c"], "--fail-if", "fd_pixels:two")
+    assert rc == 2 and "is not METRIC" in err
+
+
+def _results(rows, config=None, run_id="r"):
+    return Results(run_id=run_id, experiment="x", experiment_version="1", description="", preset=None,
+                   config=config or {}, config_hash="h", code_version="c", git={"commit": None}, environment={},
+                   seeds=[], started_at="", finished_at="", timings={}, stages=[], cache={}, metrics=rows)
+
+
+def _row(metric, value, seed=None, hib=False, lo=None, hi=None, **labels):
+    return {"metric": metric, "value": value, "ci_low": lo, "ci_high": hi, "n": 10, "higher_is_better": hib,
+            "seed": seed, **labels}
+
+
+def test_welch_over_seeds_equals_scipy_and_directions_follow_the_registry():
+    a = [_row("fd", v, seed=i) for i, v in enumerate([10.0, 11.0, 12.0])] + [_row("fd", 11.0)]
+    b = [_row("fd", v, seed=i) for i, v in enumerate([14.0, 15.5, 16.0])] + [_row("fd", 15.1667)]
+    (d,) = compare_runs(_results(a), _results(b))["differences"]
+    ci = stats.ttest_ind([14.0, 15.5, 16.0], [10.0, 11.0, 12.0], equal_var=False).confidence_interval()
+    assert d["method"] == "welch" and d["ci"] == pytest.approx((ci.low, ci.high)) and d["verdict"] == "worse"
+    up = [dict(r, higher_is_better=True) for r in b]
+    assert compare_runs(_results([dict(r, higher_is_better=True) for r in a]), _results(up))["differences"][0][
+        "verdict"] == "better"
+
+
+def test_intervals_of_the_runs_combine_as_independent_normals():
+    a, b = [_row("fd", 10.0, seed=0, lo=9.0, hi=11.0)], [_row("fd", 13.0, seed=0, lo=9.0, hi=17.0)]
+    (d,) = compare_runs(_results(a), _results(b))["differences"]
+    half = math.hypot(1.0, 4.0)                                          # half-widths add in quadrature
+    assert d["method"] == "intervals" and d["ci"] == pytest.approx((3 - half, 3 + half))
+    assert d["verdict"] == "no significant change"                      # 3 ± 4.12 covers 0
+    narrow = [_row("fd", 13.0, seed=0, lo=11.0, hi=15.0)]                # 3 ± √5 does not
+    assert compare_runs(_results(a), _results(narrow))["differences"][0]["verdict"] == "worse"
+    assert gate(compare_runs(_results(a), _results(b)), parse_fail_if(["fd"])) == []
+    (d,) = compare_runs(_results([_row("fd", 10.0, seed=0)]), _results([_row("fd", 13.0, seed=0)]))["differences"]
+    assert (d["ci"], d["verdict"]) == (None, "no interval")             # one value each: no claim
+
+
+def test_config_diff_and_rows_present_on_one_side():
+    cmp = compare_runs(_results([_row("fd", 1.0), _row("recall", 0.5, hib=True)], {"dit": {"lr": 1e-3, "x": 1}}),
+                       _results([_row("fd", 1.0)], {"dit": {"lr": 2e-3, "x": 1}}))
+    assert cmp["config_diff"] == [("dit.lr", 1e-3, 2e-3)]
+    assert [d["verdict"] for d in cmp["differences"]] == ["identical", "only in A"]

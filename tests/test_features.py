@@ -316,3 +316,20 @@ def test_statistics_cache(tmp_path):
     np.testing.assert_array_equal(sigma2, sigma)
     with pytest.raises(ValueError, match="at least 2"):
         feature_statistics_cached(x[:1], ext, cache=False)
+
+
+def test_editing_an_extractors_source_invalidates_its_cached_features(tmp_path, monkeypatch):
+    """The cache key holds a hash of the extractor's own module (and of base/resize): an edit there is a miss."""
+    import importlib
+
+    mod = tmp_path / "my_extractor.py"
+    mod.write_text("from bench.features.pixels import Pixels\n\n\nclass Mine(Pixels):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ext = importlib.import_module("my_extractor").Mine()
+    cache, x = FeatureCache(tmp_path / "c"), smooth_images(3, 8, seed=5)
+    extract_features(x, ext, cache=cache)
+    extract_features(x, ext, cache=cache)
+    assert (cache.hits, cache.misses) == (1, 1)
+    mod.write_text(mod.read_text() + "\n# an edit of the extractor's code\n")
+    extract_features(x, ext, cache=cache)
+    assert (cache.hits, cache.misses) == (1, 2) and len(_entries(cache.root)) == 2

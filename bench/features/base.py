@@ -132,8 +132,12 @@ class FeatureExtractor:
         }
 
     def implementation(self) -> dict:
-        """Library versions behind the network code (they are part of the cache key)."""
-        return {"torch": torch.__version__.split("+")[0]}
+        """Library versions behind the network code, and a hash of our own extraction code (the extractor's module,
+        this one, the resize code): all part of the cache key, so editing any of them cannot hit stale features."""
+        from ..cache import code_hash
+
+        return {"torch": torch.__version__.split("+")[0],
+                "source": code_hash((type(self).__module__, __name__, "bench.features.resize"))}
 
     def check_layers(self, layers: Sequence[str] | str | None) -> list[str]:
         if layers is None:

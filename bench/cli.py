@@ -51,8 +51,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     ap = _Parser(prog="dlc-bench", description="Discrete Latent Codes: reference implementation "
                                  "and benchmark harness.")
+    ap.add_argument("--version", action="version", version=f"dlc-bench {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     sub.add_parser("list", help="list registered experiments with their presets")
@@ -91,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("metric")
     p.add_argument("--config-hash", default=None)
+    p.add_argument("--where", action="append", default=[], metavar="LABEL=VALUE",
+                   help="only rows with this label value (repeatable), e.g. --where variant=dlc")
+    p.add_argument("--json", action="store_true", help="the rows as JSON")
+    p.add_argument("--csv", action="store_true", help="the rows as CSV")
     p.add_argument("--store", default=None)
 
     p = sub.add_parser("report", help="render report.html for run directories (and an index for several)")
@@ -312,22 +319,64 @@ def _no_history(store, name: str, metric: str, config_hash: str | None) -> None:
                         hint=f"experiments: {', '.join(known)}")
 
 
+_HISTORY_COLUMNS = ("finished_at", "git_commit", "git_dirty", "config_hash", "run_id", "value", "ci_low", "ci_high",
+                    "n", "seed")
+
+
+def _history_rows(rows: list[dict]) -> list[dict]:
+    """Per run and labels: the across-seed row, or the per-seed row when the run had one seed."""
+    key = lambda r: (r["run_id"], tuple(sorted((k, str(v)) for k, v in r.items() if k not in _HISTORY_COLUMNS)))
+    seeds: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["seed"] is not None:
+            seeds.setdefault(key(r), []).append(r)
+    agg = {key(r) for r in rows if r["seed"] is None}
+    return [r for r in rows if r["seed"] is None or (key(r) not in agg and len(seeds[key(r)]) == 1)]
+
+
 def cmd_history(args: argparse.Namespace) -> int:
+    where = {}
+    for w in args.where:
+        k, sep, v = w.partition("=")
+        if not sep or not k.strip():
+            raise UserError(f"--where {w!r} is not LABEL=VALUE", hint="e.g. --where variant=dlc")
+        where[k.strip()] = v.strip()
     store = _reader(args)
     rows = store.history(args.name, args.metric, config_hash=args.config_hash)
     if not rows:
         _no_history(store, args.name, args.metric, args.config_hash)
         print(f"(no recorded values of {args.metric!r} for {args.name!r})")
         return 0
+    rows = _history_rows(rows)
+    labels = sorted({k for r in rows for k in r if k not in _HISTORY_COLUMNS})
+    for k, v in where.items():
+        if k not in labels:
+            raise UserError(f"--where {k}: {args.metric!r} rows of {args.name!r} have no label {k!r}."
+                            f"{did_you_mean(k, labels)}", hint=f"labels: {', '.join(labels) or 'none'}")
+        values = sorted({str(r.get(k)) for r in rows})
+        if v not in values:
+            raise UserError(f"--where {k}={v}: no recorded row has it.{did_you_mean(v, values)}",
+                            hint=f"values of {k}: {', '.join(values)}")
+    rows = [r for r in rows if all(str(r.get(k)) == v for k, v in where.items())]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if args.csv:
+        import csv
+
+        w = csv.DictWriter(sys.stdout, fieldnames=[*_HISTORY_COLUMNS, *labels], extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+        return 0
+    print(f"{args.name} · {args.metric} · {len(rows)} value(s) over {len({r['run_id'] for r in rows})} run(s), "
+          "oldest first (* = uncommitted changes)")
+    print(f"{'finished':<19}  {'commit':<9} {'config':<16}  {'value':>10}  {'95 % interval':<22} labels")
     for r in rows:
-        labels = {k: v for k, v in r.items() if k not in ("run_id", "git_commit", "git_dirty", "config_hash",
-                                                         "finished_at", "value", "ci_low", "ci_high", "n", "seed")}
-        if r["seed"] is not None:
-            continue
-        ci = f" [{r['ci_low']:.4g}, {r['ci_high']:.4g}]" if r["ci_low"] is not None else ""
+        ci = f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}]" if r["ci_low"] is not None else ""
         commit = (r["git_commit"] or "-")[:8] + ("*" if r["git_dirty"] else "")
         value = "-" if r["value"] is None else f"{r['value']:.6g}"
-        print(f"{r['finished_at']}  {commit:<10} {r['config_hash']}  {value}{ci}  {labels}")
+        lab = " ".join(f"{k}={r[k]}" for k in labels if k in r and k not in where)
+        print(f"{r['finished_at']:<19}  {commit:<9} {r['config_hash']:<16}  {value:>10}  {ci:<22} {lab}")
     return 0
 
 
@@ -453,6 +502,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished stages are cached; rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:               # e.g. `dlc-bench history ... | head`: the reader left, not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -116,3 +116,41 @@ def test_config_diff_and_rows_present_on_one_side():
                        _results([_row("fd", 1.0)], {"dit": {"lr": 2e-3, "x": 1}}))
     assert cmp["config_diff"] == [("dit.lr", 1e-3, 2e-3)]
     assert [d["verdict"] for d in cmp["differences"]] == ["identical", "only in A"]
+
+
+@pytest.fixture(scope="module")
+def stored(runs, tmp_path_factory):
+    """Two `metrics` runs of one set-up recorded in a run store."""
+    root = tmp_path_factory.mktemp("hist")
+    store = root / "runs.sqlite"
+    real = runs["a"].parent / "real.npz"
+    for fake in ("fake.npz", "blurred.npz"):
+        argv = ["metrics", "--real", real, "--fake", runs["a"].parent / fake, "--features", "pixels", "--metrics",
+                "fd,precision", "--bootstrap", "20", "--store", store, "--no-cache", "--quiet"]
+        assert main([str(a) for a in argv]) == 0
+    return store
+
+
+def test_history_has_a_header_filters_and_machine_formats(stored, capsys):
+    assert main(["history", "metrics", "fd_pixels", "--store", str(stored)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("metrics · fd_pixels · 2 value(s) over 2 run(s)") and out[1].startswith("finished")
+    assert len(out) == 4 and all("features=pixels" in ln for ln in out[2:])
+    assert main(["history", "metrics", "fd_pixels", "--store", str(stored), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 2 and rows[0]["value"] < rows[1]["value"]          # the blurred set came second
+    assert main(["history", "metrics", "fd_pixels", "--store", str(stored), "--csv", "--where", "layer=pixels"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("finished_at,git_commit") and len(lines) == 3
+    rc = main(["history", "metrics", "fd_pixels", "--store", str(stored), "--where", "layr=pixels"])
+    assert rc == 2 and "Did you mean 'layer'" in capsys.readouterr().err
+    rc = main(["history", "metrics", "fd_pixel", "--store", str(stored)])
+    assert rc == 2 and "Did you mean 'fd_pixels'" in capsys.readouterr().err
+
+
+def test_version():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "bench.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("dlc-bench 0.")

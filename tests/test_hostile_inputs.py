@@ -462,7 +462,7 @@ def test_valid_counterparts_succeed(inputs: Path, world: Path, capsys):
     out = capsys.readouterr().out
     assert "kl_symmetric" in out and "Δ +1.5" in out
     assert main(["history", "toy-mixture", "kl_symmetric", *store]) == 0
-    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2 + 2     # header, column names, two rows
     assert main(["compare", str(inputs / "runs" / "good_a"), str(inputs / "runs" / "good_b"), "--out",
                  str(world / "cmp.html")]) == 0
     assert (world / "cmp.html").is_file()

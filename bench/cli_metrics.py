@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -164,6 +165,23 @@ def _cache_arg(args: argparse.Namespace):
     return False if args.no_cache else FeatureCache(args.cache_dir)
 
 
+def _model_git(args: argparse.Namespace) -> dict | None:
+    """The commit recorded for a `metrics` run: the model's (--commit SHA, or --repo DIR's HEAD), else None."""
+    from .results import git_info
+
+    if args.commit is not None:
+        if not re.fullmatch(r"[0-9a-fA-F]{4,40}", args.commit):
+            raise UserError(f"--commit {args.commit!r} is not a git commit id", hint="pass a hex sha, e.g. --commit "
+                            "$(git -C ../my-model rev-parse HEAD)")
+        return {"commit": args.commit.lower(), "dirty": None, "branch": None, "source": "--commit"}
+    if args.repo is not None:
+        info = git_info(Path(args.repo).expanduser())
+        if info["commit"] is None:
+            raise UserError(f"--repo {args.repo} is not a git checkout", hint="pass the model's repository folder")
+        return {**info, "source": f"--repo {Path(args.repo).expanduser().resolve()}"}
+    return None
+
+
 def cmd_metrics(args: argparse.Namespace) -> int:
     from .evaluate import is_stats_file
     from .results import environment, git_info
@@ -173,6 +191,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     names = parse_metric_names(args.metrics)
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    model_git = _model_git(args)
     if not 0 <= args.bootstrap <= 100_000:
         raise UserError(f"--bootstrap must be in [0, 100000], got {args.bootstrap}", hint="e.g. --bootstrap 200")
     if args.out:
@@ -221,11 +240,13 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     config = {"real": str(args.real), "fake": str(args.fake), "features": ext.name, "weights": args.weights,
               "resize": ext.resize, "layer": args.layer or ext.default_layer, "metrics": names,
               "batch_size": args.batch_size, "image_size": args.image_size, "dtype": args.dtype,
-              "bootstrap": args.bootstrap}
+              "bootstrap": args.bootstrap, "tag": args.tag,
+              "real_path": str(Path(args.real).expanduser().resolve()),
+              "fake_path": str(Path(args.fake).expanduser().resolve())}
     identity = {"metrics": names, "layer": config["layer"], "image_size": args.image_size,
                 "extractor": {k: desc[k] for k in ("extractor", "preprocessing", "implementation", "features_version")},
                 "weights_sha256": desc["weights"].get("sha256"),
-                "real": ev.inputs["real_content_sha256"], "fake": ev.inputs["fake_content_sha256"]}
+                "real": ev.inputs["real_content_sha256"], "tag": args.tag}   # the samples are what is measured
     hits, misses = (cache.hits, cache.misses) if cache else (0, 0)
     n_fake = ev.inputs["n_fake"]
     results = Results(
@@ -233,7 +254,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         description=f"dlc-bench metrics: {', '.join(names)} of --fake against --real under {ext.name}",
         preset=None, config=config,
         config_hash=hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16],
-        code_version=_code_version(), git=git_info(), environment=environment(ext.device, ext.dtype), seeds=[],
+        code_version=_code_version(), git=model_git or git_info(),
+        environment={**environment(ext.device, ext.dtype), **({"dlc_bench_git": git_info()} if model_git else {})},
+        seeds=[],
         started_at=started, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
         timings={**ev.timings, "total": round(total, 3)},
         # the two steps of this command, with what they read: extractor description, inputs, metric specs
@@ -272,8 +295,6 @@ def cmd_ref_stats(args: argparse.Namespace) -> int:
         raise UserError(f"{args.images} does not exist", hint="pass an image folder or an .npz/.npy of uint8 images")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if not 0 <= args.bootstrap <= 100_000:
-        raise UserError(f"--bootstrap must be in [0, 100000], got {args.bootstrap}", hint="e.g. --bootstrap 200")
     ext = _build_extractor(args)
     from .inputs import open_images
 
@@ -330,6 +351,13 @@ def add_metrics_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="write results.json, results.csv and report.html here")
     p.add_argument("--store", default=None, help="run-store SQLite file (default: $DLC_BENCH_STORE or user data dir)")
     p.add_argument("--no-store", action="store_true", help="do not record the run in the run store")
+    p.add_argument("--tag", default=None, metavar="NAME", help="the model these samples come from (part of the "
+                   "config hash, so `history --config-hash` follows one model)")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--commit", default=None, metavar="SHA", help="the model's commit, recorded as the run's commit "
+                     "(default: --repo's, else dlc-bench's own)")
+    who.add_argument("--repo", default=None, metavar="DIR", help="the model's git checkout: its HEAD and dirty flag "
+                     "are recorded as the run's commit")
 
     p = sub.add_parser("ref-stats", help="build ADM-format reference statistics (.npz: mu, sigma, mu_s, sigma_s)")
     p.add_argument("images", help="image folder or .npz/.npy of uint8 images")

@@ -154,3 +154,37 @@ def test_version():
 
     out = subprocess.run([sys.executable, "-m", "bench.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("dlc-bench 0.")
+
+
+def test_a_models_commits_in_its_own_repository_make_the_history(runs, tmp_path, capsys):
+    """Samples scored with --repo (the model's checkout) at two commits: history shows both commits, one model tag,
+    one config hash; compare of the two runs names both commits."""
+    import subprocess
+
+    repo, store = tmp_path / "model", tmp_path / "runs.sqlite"
+    repo.mkdir()
+    git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True, text=True).stdout
+    git("init", "-q")
+    git("config", "user.email", "t@t")
+    git("config", "user.name", "t")
+    commits = []
+    real = runs["a"].parent / "real.npz"
+    for i, fake in enumerate(("fake.npz", "blurred.npz")):
+        (repo / "model.py").write_text(f"VERSION = {i}\n")
+        git("add", ".")
+        git("commit", "-q", "-m", f"v{i}")
+        commits.append(git("rev-parse", "HEAD").strip())
+        argv = ["metrics", "--real", real, "--fake", runs["a"].parent / fake, "--features", "pixels", "--metrics",
+                "fd", "--repo", repo, "--tag", "my-model", "--store", store, "--no-cache", "--quiet",
+                "--out", tmp_path / f"run{i}"]
+        assert main([str(a) for a in argv]) == 0
+    capsys.readouterr()
+    assert main(["history", "metrics", "fd_pixels", "--store", str(store), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["git_commit"] for r in rows] == commits and len({r["config_hash"] for r in rows}) == 1
+    assert main(["history", "metrics", "fd_pixels", "--store", str(store)]) == 0
+    text = capsys.readouterr().out
+    assert commits[0][:8] in text and commits[1][:8] in text
+    rc, out, _ = _compare(capsys, tmp_path / "run0", tmp_path / "run1")
+    assert rc == 0 and f"(commit {commits[0][:8]})" in out and f"(commit {commits[1][:8]})" in out
+    assert "fake_path" in out                                               # the config diff: the sample files

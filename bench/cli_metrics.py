@@ -108,6 +108,9 @@ def _check_writable_target(path: Path, what: str, option: str, *, is_dir: bool) 
 def _build_extractor(args: argparse.Namespace):
     from dlc.validate import ConfigError, check_device, check_dtype
 
+    if args.features is None:       # metrics' default: the offline extractor, or Inception given its weights
+        args.features = "inception-v3-compat" if args.weights else "effnet-lite0"
+
     from .features import build_extractor
 
     try:                                        # a device or dtype this machine lacks: one line, before any work
@@ -320,8 +323,10 @@ def cmd_ref_stats(args: argparse.Namespace) -> int:
 def _add_extractor_options(p: argparse.ArgumentParser, features_default: str | None) -> None:
     from .features.resize import RESIZE_MODES
 
-    p.add_argument("--features", default=features_default, required=features_default is None,
-                   help="feature extractor: inception-v3-compat, effnet-lite0, dinov2-vitl14, pixels, ...")
+    p.add_argument("--features", default=features_default,
+                   help="feature extractor: inception-v3-compat, effnet-lite0, dinov2-vitl14, pixels, ... (default: "
+                        + (features_default or "inception-v3-compat when --weights is given, else effnet-lite0, the "
+                           "offline one") + ")")
     p.add_argument("--weights", default=None, help="local weights file or directory of the extractor")
     p.add_argument("--resize", default=None, choices=[m for m in RESIZE_MODES if m != "none"],
                    help="legacy-tf (TF1 bilinear, as ADM/torch-fidelity) or clean (clean-fid PIL bicubic); "

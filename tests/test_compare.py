@@ -188,3 +188,10 @@ def test_a_models_commits_in_its_own_repository_make_the_history(runs, tmp_path,
     rc, out, _ = _compare(capsys, tmp_path / "run0", tmp_path / "run1")
     assert rc == 0 and f"(commit {commits[0][:8]})" in out and f"(commit {commits[1][:8]})" in out
     assert "fake_path" in out                                               # the config diff: the sample files
+
+
+def test_metrics_defaults_to_the_offline_extractor(tmp_path, capsys):
+    real, fake = _npz(tmp_path / "r.npz", smooth_images(12, 8, seed=1)), _npz(tmp_path / "f.npz", smooth_images(12, 8))
+    assert main(["metrics", "--real", str(real), "--fake", str(fake), "--metrics", "fd", "--no-store", "--no-cache",
+                 "--quiet"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"fd_effnet"}

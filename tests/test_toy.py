@@ -210,7 +210,7 @@ def test_every_toy_setting_is_in_a_stage_key_or_declared_outside():
     """A field added to ToyMixtureConfig without a place in a stage key would silently reuse stale stages."""
     import dataclasses
 
-    from bench.experiments import toy_mixture as tm
+    from bench.experiments import toy_mixture_config as tm
 
     fields = {f.name for f in dataclasses.fields(tm.ToyMixtureConfig)}
     from bench.stages import toy as st

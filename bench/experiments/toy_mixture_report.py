@@ -12,7 +12,7 @@ from ..aggregate import aggregate_over_seeds
 from ..run import RunContext
 
 if TYPE_CHECKING:
-    from .toy_mixture import ToyMixtureConfig
+    from .toy_mixture_config import ToyMixtureConfig
 
 
 def add_figures(ctx: RunContext, cfg: ToyMixtureConfig, sch: tdiff.Schedule, figure_data: dict, figure_samples: dict,

@@ -187,7 +187,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for c in cmps:
             print("\n".join(format_comparison(c)))
     if args.out:
-        print(f"report: {render_index([d for _, _, d in runs], out, render_each=False).resolve()}",
+        print(f"report: {render_index([d for _, _, d in runs], out, render_each=False, verdicts=cmps).resolve()}",
               file=sys.stderr if args.json else sys.stdout)
     for f in failed:
         print(f"FAIL {f}", file=sys.stderr)

@@ -179,5 +179,5 @@ def format_comparison(cmp: Mapping) -> list[str]:
         delta = f"Δ {d['delta']:+.4g}{ci}" if d["delta"] is not None else ""
         lines.append(f"{d['metric']}{arrow}{_labels(d)}: {_num((d['a'] or {}).get('value'))} → "
                      f"{_num((d['b'] or {}).get('value'))}  {delta}  {d['verdict']}"
-                     + (f" ({d['method']})" if d["method"] else ""))
+                     + (f" ({d['method']})" if d["method"] and d["verdict"] != "identical" else ""))
     return lines

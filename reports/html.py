@@ -280,9 +280,25 @@ def comparison_table(all_results: list[tuple[str, Results]]) -> dict:
     return {"lines": lines}
 
 
+def _verdict_rows(cmp: Mapping) -> dict:
+    """A comparison record (plain data, as `bench.compare.compare_runs` makes it) as table cells."""
+    rows = []
+    for d in cmp["differences"]:
+        ci = d.get("ci")
+        delta = "" if d.get("delta") is None else f"{d['delta']:+.4g}" + (f" [{ci[0]:+.4g}, {ci[1]:+.4g}]" if ci else "")
+        rows.append({"metric": d["metric"], "arrow": arrow(d.get("higher_is_better")),
+                     "labels": ", ".join(f"{k}={v}" for k, v in d["labels"].items()),
+                     "a": fmt_ci(d["a"]) if d.get("a") else "", "b": fmt_ci(d["b"]) if d.get("b") else "",
+                     "delta": delta, "verdict": d["verdict"] + (f" ({d['method']})" if d.get("method") and d["verdict"] != "identical" else ""),
+                     "css": {"worse": "worse", "better": "better"}.get(d["verdict"], "same")})
+    return {"a": cmp["a"], "b": cmp["b"], "config_diff": cmp["config_diff"], "identical": cmp["identical"],
+            "rows": rows}
+
+
 def render_index(run_dirs: list[str | os.PathLike], out: str | os.PathLike, title: str = "dlc-bench runs",
-                 render_each: bool = True) -> Path:
-    """One page linking several runs (relative links), with their headline numbers side by side."""
+                 render_each: bool = True, verdicts: list[Mapping] | None = None) -> Path:
+    """One page linking several runs (relative links), with their headline numbers side by side; `verdicts`:
+    comparison records of later runs against the first (`dlc-bench compare`), one table each."""
     out = Path(out)
     entries, all_results = [], []
     for d in run_dirs:
@@ -298,7 +314,8 @@ def render_index(run_dirs: list[str | os.PathLike], out: str | os.PathLike, titl
     compare = comparison_table(all_results) if len({r.experiment for _, r in all_results}) == 1 \
         and len(all_results) > 1 else None
     page = _env.get_template("index.html.j2").render(title=title, entries=entries, compare=compare,
-                                                     run_names=[e["run_id"] for e in entries])
+                                                     run_names=[e["run_id"] for e in entries],
+                                                     verdicts=[_verdict_rows(c) for c in verdicts or []])
     atomic_write_bytes(out, page.encode())
     return out
 

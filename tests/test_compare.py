@@ -195,3 +195,43 @@ def test_metrics_defaults_to_the_offline_extractor(tmp_path, capsys):
     assert main(["metrics", "--real", str(real), "--fake", str(fake), "--metrics", "fd", "--no-store", "--no-cache",
                  "--quiet"]) == 0
     assert set(json.loads(capsys.readouterr().out)) == {"fd_effnet"}
+
+
+def test_the_comparison_page_shows_verdicts_and_the_config_diff(runs, tmp_path, capsys):
+    page = tmp_path / "cmp.html"
+    rc, out, _ = _compare(capsys, runs["a"], runs["c"], "--out", page)
+    assert rc == 0 and page.is_file()
+    html = page.read_text()
+    assert '<tr class="worse"><td class="label">fd_pixels ↓' in html and "worse (intervals)" in html
+    assert "config differences: <code>fake</code>" in html
+
+
+@pytest.mark.browser
+def test_the_comparison_page_in_headless_chromium(runs, tmp_path, capsys):
+    from .test_reports import _chromium
+
+    if _chromium() is None:
+        pytest.skip("Debian chromium + chromium-driver not installed (make setup installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    page = tmp_path / "cmp.html"
+    assert _compare(capsys, runs["a"], runs["b"], runs["c"], "--out", page)[0] == 0
+    browser, driver = _chromium()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
+                 f"--user-data-dir={tmp_path / 'profile'}"):
+        opts.add_argument(flag)
+    wd = webdriver.Chrome(service=Service(driver), options=opts)
+    try:
+        wd.get(page.resolve().as_uri())
+        tables = wd.find_elements(By.CSS_SELECTOR, "table.verdicts")
+        assert len(tables) == 2                                              # b and c, each against a
+        first = [td.text for td in tables[0].find_elements(By.CSS_SELECTOR, "td.verdict")]
+        assert first and set(first) == {"identical"}
+        worse = tables[1].find_elements(By.CSS_SELECTOR, "tr.worse td.verdict")
+        assert worse and worse[0].value_of_css_property("color") == "rgba(180, 35, 24, 1)"
+    finally:
+        wd.quit()

@@ -146,8 +146,18 @@ def summary_table(rows: list[Mapping], display: Mapping | None = None) -> dict:
             "lines": out_lines}
 
 
+REFERENCE_METHODS = ("real-train", "real", "data", "floor")     # floors and data rows: compared against, never best
+
+
+def _has_interval(r: Mapping) -> bool:
+    lo, hi = r.get("ci_low"), r.get("ci_high")
+    return lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi) and hi > lo
+
+
 def _best_cells(lines: list[dict], labels: list[str], metrics: list[str], hib: Mapping) -> set:
-    """Bold the best method per metric among lines that share every other label."""
+    """Bold the best method per metric among lines that share every other label — only where the claim holds:
+    the metric has a direction, the rows are methods (not a floor or data row), every compared row has a 95 %
+    interval, and the best row's interval is clear of every other's (no bold inside overlapping intervals)."""
     method = next((c for c in METHOD_LABELS if c in labels), None)
     if method is None:
         return set()
@@ -155,20 +165,22 @@ def _best_cells(lines: list[dict], labels: list[str], metrics: list[str], hib: M
     best: set = set()
     groups: dict[tuple, list[dict]] = {}
     for line in lines:
-        groups.setdefault(tuple(v for i, v in enumerate(line["key"]) if i != mi), []).append(line)
+        if line["key"][mi] not in REFERENCE_METHODS:
+            groups.setdefault(tuple(v for i, v in enumerate(line["key"]) if i != mi), []).append(line)
     for grp in groups.values():
-        if len(grp) < 2:
-            continue
         for m in metrics:
             if hib.get(m) is None:
                 continue
-            vals = [(line["cells"][m]["value"], line["key"]) for line in grp
-                    if m in line["cells"] and line["cells"][m]["value"] is not None
-                    and math.isfinite(line["cells"][m]["value"])]
-            if len(vals) < 2:
+            rows = [(line["cells"][m], line["key"]) for line in grp if m in line["cells"]
+                    and line["cells"][m]["value"] is not None and math.isfinite(line["cells"][m]["value"])]
+            if len(rows) < 2 or not all(_has_interval(r) for r, _ in rows):
                 continue
-            target = max(vals)[0] if hib[m] else min(vals)[0]
-            best.update((k, m) for v, k in vals if v == target)
+            rows.sort(key=lambda t: t[0]["value"], reverse=bool(hib[m]))
+            (top, key), others = rows[0], [r for r, _ in rows[1:]]
+            clear = (top["ci_low"] > max(r["ci_high"] for r in others) if hib[m]
+                     else top["ci_high"] < min(r["ci_low"] for r in others))
+            if clear:
+                best.add((key, m))
     return best
 
 

@@ -64,8 +64,22 @@ def test_summary_table_pivots_orders_and_highlights_best():
     lines = {tuple(line["labels"]): line["cells"] for line in t["lines"]}
     assert len(lines) == 4                                              # the per-seed row is not in the summary
     assert lines[("oracle", "9")][1]["best"] and not lines[("unconditional", "9")][1]["best"]
-    assert lines[("oracle", "121")][0]["best"]                          # coverage: higher is better
+    assert not any(cells[0]["best"] for cells in lines.values())        # coverage has no intervals: no claim
     assert lines[("unconditional", "121")][1]["text"] == "0.9 ± 0.2"
+
+
+def test_best_is_never_a_floor_nor_inside_overlapping_intervals():
+    def row(variant, v, lo, hi):
+        return metric_row("fd", v, ci_low=lo, ci_high=hi, higher_is_better=False, variant=variant)
+
+    def best(rows):
+        t = summary_table(rows)
+        return {line["labels"][0] for line in t["lines"] if line["cells"][0]["best"]}
+
+    clear = [row("dlc", 10, 9, 11), row("unconditional", 20, 18, 22), row("real-train", 2, 1.5, 2.5)]
+    assert best(clear) == {"dlc"}                                        # the floor is lower, but not a method
+    assert best([row("dlc", 10, 9, 15), row("unconditional", 12, 11, 13)]) == set()    # overlapping: no bold
+    assert best([row("dlc", 10, 10, 10), row("unconditional", 12, 12, 12)]) == set()   # no interval: no claim
 
 
 def test_render_run_is_self_contained_and_verbatim(tmp_path):

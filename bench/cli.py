@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only rows with this label value (repeatable), e.g. --where variant=dlc")
     p.add_argument("--json", action="store_true", help="the rows as JSON")
     p.add_argument("--csv", action="store_true", help="the rows as CSV")
+    p.add_argument("--out", default=None, metavar="FILE.html", help="also write a page plotting the metric across "
+                   "runs (95 %% bands, significant changes marked)")
     p.add_argument("--store", default=None)
 
     p = sub.add_parser("report", help="render report.html for run directories (and an index for several)")

@@ -99,6 +99,14 @@ def cmd_history(args: argparse.Namespace) -> int:
             raise UserError(f"--where {k}={v}: no recorded row has it.{did_you_mean(v, values)}",
                             hint=f"values of {k}: {', '.join(values)}")
     rows = [r for r in rows if all(str(r.get(k)) == v for k, v in where.items())]
+    if args.out:
+        from reports.html import render_history
+
+        from .cli import _check_out_file
+
+        _check_out_file(Path(args.out), "--out FILE.html")
+        page = render_history(rows, args.out, args.name, args.metric)
+        print(f"page: {page.resolve()}", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -332,5 +332,54 @@ def render_index(run_dirs: list[str | os.PathLike], out: str | os.PathLike, titl
     return out
 
 
-__all__ = ["render_run", "render_index", "summary_table", "sweep_table", "comparison_table", "fmt", "fmt_ci",
+_COLOURS = ("#1f6feb", "#d97706", "#059669", "#7c3aed", "#dc2626", "#0891b2", "#65a30d", "#db2777")
+_HISTORY_KEYS = ("finished_at", "git_commit", "git_dirty", "config_hash", "run_id", "value", "ci_low", "ci_high",
+                 "n", "seed")
+
+
+def render_history(rows: list[Mapping], out: str | os.PathLike, experiment: str, metric: str) -> Path:
+    """A page plotting one metric across recorded runs (`dlc-bench history ... --out`): one series per label
+    combination, 95 % bands, rings where a value's interval clears the previous one's; a table of the points."""
+    width, height, pad = 760, 340, 56
+    series: dict[str, list[Mapping]] = {}
+    for r in rows:
+        name = " ".join(f"{k}={r[k]}" for k in sorted(r) if k not in _HISTORY_KEYS)
+        series.setdefault(name, []).append(r)
+    runs = list(dict.fromkeys(r["run_id"] for r in rows))
+    x_of = {run: pad + (width - 2 * pad) * (i + 0.5) / len(runs) for i, run in enumerate(runs)}
+    ys = [v for r in rows for v in (r["value"], r.get("ci_low"), r.get("ci_high")) if v is not None and math.isfinite(v)]
+    lo, hi = (min(ys), max(ys)) if ys else (0.0, 1.0)
+    lo, hi = (lo - 0.5, hi + 0.5) if hi == lo else (lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+    y = lambda v: height - pad - (height - 2 * pad) * (v - lo) / (hi - lo)
+    out_series = []
+    for i, (name, pts) in enumerate(series.items()):
+        points, prev = [], None
+        for r in pts:
+            if r["value"] is None or not math.isfinite(r["value"]):
+                continue
+            changed = prev is not None and _has_interval(r) and _has_interval(prev) and (
+                r["ci_low"] > prev["ci_high"] or r["ci_high"] < prev["ci_low"])
+            commit = (r.get("git_commit") or "-")[:8] + ("*" if r.get("git_dirty") else "")
+            points.append({"x": round(x_of[r["run_id"]], 1), "y": round(y(r["value"]), 1), "changed": changed,
+                           "text": fmt_ci(r), "commit": commit, "finished": r.get("finished_at") or "",
+                           "tip": f"{commit} {r.get('finished_at') or ''}: {fmt_ci(r)}"})
+            prev = r
+        band = [r for r in pts if _has_interval(r)]
+        poly = ([f"{x_of[r['run_id']]:.1f},{y(r['ci_high']):.1f}" for r in band]
+                + [f"{x_of[r['run_id']]:.1f},{y(r['ci_low']):.1f}" for r in reversed(band)])
+        out_series.append({"name": name, "colour": _COLOURS[i % len(_COLOURS)], "points": points,
+                           "line": " ".join(f"{p['x']},{p['y']}" for p in points),
+                           "band": " ".join(poly) if len(band) > 1 else ""})
+    yticks = [{"y": round(y(lo + (hi - lo) * k / 4), 1), "text": fmt(lo + (hi - lo) * k / 4, 3)} for k in range(5)]
+    commits = {r["run_id"]: (r.get("git_commit") or "-")[:7] for r in rows}
+    xticks = [{"x": round(x_of[run], 1), "text": commits[run]} for run in runs]
+    page = _env.get_template("history.html.j2").render(
+        title=f"{experiment} · {metric} across runs", width=width, height=height, pad=pad, series=out_series,
+        yticks=yticks, xticks=xticks, n_points=sum(len(s["points"]) for s in out_series), n_runs=len(runs))
+    out = Path(out)
+    atomic_write_bytes(out, page.encode())
+    return out
+
+
+__all__ = ["render_run", "render_index", "render_history", "summary_table", "sweep_table", "comparison_table", "fmt", "fmt_ci",
            "ReportError"]

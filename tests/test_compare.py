@@ -235,3 +235,34 @@ def test_the_comparison_page_in_headless_chromium(runs, tmp_path, capsys):
         assert worse and worse[0].value_of_css_property("color") == "rgba(180, 35, 24, 1)"
     finally:
         wd.quit()
+
+
+def test_the_history_page_plots_both_commits_and_marks_the_significant_change(stored, tmp_path, capsys):
+    page = tmp_path / "hist.html"
+    assert main(["history", "metrics", "fd_pixels", "--store", str(stored), "--out", str(page)]) == 0
+    html = page.read_text()
+    assert html.count('class="point') == 2 and html.count('class="point changed"') == 1   # blurred: a clear jump
+    assert 'class="band"' in html and "<title>" in html
+    from .test_reports import _chromium
+
+    if _chromium() is None:
+        return
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    browser, driver = _chromium()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
+                 f"--user-data-dir={tmp_path / 'profile'}"):
+        opts.add_argument(flag)
+    wd = webdriver.Chrome(service=Service(driver), options=opts)
+    try:
+        wd.get(page.resolve().as_uri())
+        svg = wd.find_element(By.ID, "history")
+        assert svg.is_displayed() and svg.size["width"] > 500
+        assert len(wd.find_elements(By.CSS_SELECTOR, "circle.changed")) == 1
+        assert len(wd.find_elements(By.CSS_SELECTOR, "#points tbody tr")) == 2
+    finally:
+        wd.quit()

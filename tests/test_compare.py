@@ -208,24 +208,13 @@ def test_the_comparison_page_shows_verdicts_and_the_config_diff(runs, tmp_path, 
 
 @pytest.mark.browser
 def test_the_comparison_page_in_headless_chromium(runs, tmp_path, capsys):
-    from .test_reports import _chromium
-
-    if _chromium() is None:
-        pytest.skip("Debian chromium + chromium-driver not installed (make setup installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+
+    from .test_reports import headless_chromium
 
     page = tmp_path / "cmp.html"
     assert _compare(capsys, runs["a"], runs["b"], runs["c"], "--out", page)[0] == 0
-    browser, driver = _chromium()
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
-                 f"--user-data-dir={tmp_path / 'profile'}"):
-        opts.add_argument(flag)
-    wd = webdriver.Chrome(service=Service(driver), options=opts)
-    try:
+    with headless_chromium(tmp_path) as wd:
         wd.get(page.resolve().as_uri())
         tables = wd.find_elements(By.CSS_SELECTOR, "table.verdicts")
         assert len(tables) == 2                                              # b and c, each against a
@@ -233,8 +222,6 @@ def test_the_comparison_page_in_headless_chromium(runs, tmp_path, capsys):
         assert first and set(first) == {"identical"}
         worse = tables[1].find_elements(By.CSS_SELECTOR, "tr.worse td.verdict")
         assert worse and worse[0].value_of_css_property("color") == "rgba(180, 35, 24, 1)"
-    finally:
-        wd.quit()
 
 
 def test_the_history_page_plots_both_commits_and_marks_the_significant_change(stored, tmp_path, capsys):
@@ -243,26 +230,15 @@ def test_the_history_page_plots_both_commits_and_marks_the_significant_change(st
     html = page.read_text()
     assert html.count('class="point') == 2 and html.count('class="point changed"') == 1   # blurred: a clear jump
     assert 'class="band"' in html and "<title>" in html
-    from .test_reports import _chromium
+    from selenium.webdriver.common.by import By
+
+    from .test_reports import _chromium, headless_chromium
 
     if _chromium() is None:
         return
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-
-    browser, driver = _chromium()
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
-                 f"--user-data-dir={tmp_path / 'profile'}"):
-        opts.add_argument(flag)
-    wd = webdriver.Chrome(service=Service(driver), options=opts)
-    try:
+    with headless_chromium(tmp_path) as wd:
         wd.get(page.resolve().as_uri())
         svg = wd.find_element(By.ID, "history")
         assert svg.is_displayed() and svg.size["width"] > 500
         assert len(wd.find_elements(By.CSS_SELECTOR, "circle.changed")) == 1
         assert len(wd.find_elements(By.CSS_SELECTOR, "#points tbody tr")) == 2
-    finally:
-        wd.quit()

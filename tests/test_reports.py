@@ -1,6 +1,7 @@
 """HTML reports: rendered from stored results only, self-contained, and checked in a real headless browser."""
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -152,16 +153,15 @@ def _chromium() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
-@pytest.mark.browser
-@pytest.mark.skipif(_chromium() is None, reason="Debian chromium + chromium-driver not installed (make setup installs them)")
-def test_report_in_headless_chromium(tmp_path):
+@contextlib.contextmanager
+def headless_chromium(tmp_path: Path):
+    """A selenium WebDriver on the Debian chromium (skips the test when it is not installed)."""
+    if _chromium() is None:
+        pytest.skip("Debian chromium + chromium-driver not installed (make setup installs them)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
 
     browser, driver = _chromium()
-    d = _write_run(tmp_path / "run", _results("run-1", VALUES))
-    report = render_run(d)
     opts = webdriver.ChromeOptions()
     opts.binary_location = browser
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -170,6 +170,19 @@ def test_report_in_headless_chromium(tmp_path):
         opts.add_argument(flag)
     wd = webdriver.Chrome(service=Service(driver), options=opts)
     try:
+        yield wd
+    finally:
+        wd.quit()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(_chromium() is None, reason="Debian chromium + chromium-driver not installed (make setup installs them)")
+def test_report_in_headless_chromium(tmp_path):
+    from selenium.webdriver.common.by import By
+
+    d = _write_run(tmp_path / "run", _results("run-1", VALUES))
+    report = render_run(d)
+    with headless_chromium(tmp_path) as wd:
         wd.get(report.resolve().as_uri())
         rows = wd.find_elements(By.CSS_SELECTOR, "#summary tbody tr")
         assert len(rows) == 4
@@ -183,8 +196,6 @@ def test_report_in_headless_chromium(tmp_path):
         assert {"results.csv", "results.json"} <= links
         wd.save_screenshot(str(tmp_path / "report.png"))
         assert (tmp_path / "report.png").stat().st_size > 10000
-    finally:
-        wd.quit()
 
 
 #################################################################################

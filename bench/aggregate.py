@@ -27,7 +27,8 @@ def aggregate_over_seeds(rows: Iterable[Mapping], confidence: float = 0.95) -> l
     """For every group of rows that differ only in `seed`, one row without `seed`: mean ± t-interval, n = #seeds.
 
     Groups come out in the order of their first row. Groups that already have an aggregate row (a row
-    without a seed label) are left alone. NaN/None values are left out of the mean and interval but
+    without a seed label) are left alone. A group of one seed keeps that row's own interval and n (e.g. a
+    bootstrap over the samples): a t-interval of one value is no interval. NaN/None values are left out of the mean and interval but
     counted in n. Labels are compared by repr, so 1 and 1.0, a None label and a missing one, differ.
     """
     rows = list(rows)
@@ -48,7 +49,10 @@ def aggregate_over_seeds(rows: Iterable[Mapping], confidence: float = 0.95) -> l
             continue
         first = rows[grp.index[0]]
         mean, lo, hi = t_interval(list(grp["value"]), confidence)
+        n = len(grp)
+        if n == 1 and first.get("ci_low") is not None and first.get("ci_high") is not None:
+            lo, hi, n = first["ci_low"], first["ci_high"], first.get("n")    # one seed: the row's own interval
         extra = {k: v for k, v in first.items() if k not in METRIC_COLUMNS and k != "seed"}
-        out.append(metric_row(first["metric"], mean, ci_low=lo, ci_high=hi, n=len(grp),
+        out.append(metric_row(first["metric"], mean, ci_low=lo, ci_high=hi, n=n,
                               higher_is_better=first.get("higher_is_better"), **extra))
     return out

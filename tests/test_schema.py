@@ -352,3 +352,16 @@ def test_csv_is_parseable_for_aggregated_rows():
     text = rows_to_csv(rows + aggregate_over_seeds(rows))
     parsed = list(csv.DictReader(io.StringIO(text)))
     assert len(parsed) == len(rows) + len(aggregate_over_seeds(rows))
+
+
+def test_a_one_seed_group_keeps_its_own_interval():
+    """A t-interval of one value is no interval: one seed's bootstrap interval (and its n) carries over."""
+    rows = [metric_row("fd", 10.0, ci_low=9.0, ci_high=12.0, n=500, higher_is_better=False, variant="dlc", seed=0),
+            metric_row("recall", 0.3, n=500, higher_is_better=True, variant="dlc", seed=0),
+            *(metric_row("fd", v, ci_low=v - 1, ci_high=v + 1, n=500, higher_is_better=False, variant="x", seed=s)
+              for s, v in enumerate([10.0, 12.0]))]
+    agg = {(r["metric"], r["variant"]): r for r in aggregate_over_seeds(rows)}
+    assert (agg["fd", "dlc"]["ci_low"], agg["fd", "dlc"]["ci_high"], agg["fd", "dlc"]["n"]) == (9.0, 12.0, 500)
+    assert agg["recall", "dlc"]["ci_low"] == agg["recall", "dlc"]["ci_high"] == 0.3         # nothing to carry
+    m, lo, hi = t_interval([10.0, 12.0])
+    assert (agg["fd", "x"]["ci_low"], agg["fd", "x"]["n"]) == (pytest.approx(lo), 2)      # seeds: the t-interval

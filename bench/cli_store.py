@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .registry import did_you_mean
+from .schema import HISTORY_COLUMNS
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -58,13 +59,9 @@ def _no_history(store, name: str, metric: str, config_hash: str | None) -> None:
                         hint=f"experiments: {', '.join(known)}")
 
 
-_HISTORY_COLUMNS = ("finished_at", "git_commit", "git_dirty", "config_hash", "run_id", "value", "ci_low", "ci_high",
-                    "n", "seed")
-
-
 def _history_rows(rows: list[dict]) -> list[dict]:
     """Per run and labels: the across-seed row, or the per-seed row when the run had one seed."""
-    key = lambda r: (r["run_id"], tuple(sorted((k, str(v)) for k, v in r.items() if k not in _HISTORY_COLUMNS)))
+    key = lambda r: (r["run_id"], tuple(sorted((k, str(v)) for k, v in r.items() if k not in HISTORY_COLUMNS)))
     seeds: dict[tuple, list[dict]] = {}
     for r in rows:
         if r["seed"] is not None:
@@ -89,7 +86,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(f"(no recorded values of {args.metric!r} for {args.name!r})")
         return 0
     rows = _history_rows(rows)
-    labels = sorted({k for r in rows for k in r if k not in _HISTORY_COLUMNS})
+    labels = sorted({k for r in rows for k in r if k not in HISTORY_COLUMNS})
     for k, v in where.items():
         if k not in labels:
             raise UserError(f"--where {k}: {args.metric!r} rows of {args.name!r} have no label {k!r}."
@@ -113,7 +110,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.csv:
         import csv
 
-        w = csv.DictWriter(sys.stdout, fieldnames=[*_HISTORY_COLUMNS, *labels], extrasaction="ignore")
+        w = csv.DictWriter(sys.stdout, fieldnames=[*HISTORY_COLUMNS, *labels], extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
         return 0

@@ -23,6 +23,7 @@ import math
 import re
 from typing import Any, Iterable, Mapping
 
+from .config import dotted_items
 from .errors import UserError
 from .registry import did_you_mean
 from .schema import METRIC_COLUMNS
@@ -53,18 +54,9 @@ def _rows(res: Any) -> tuple[dict, dict]:
     return agg, {k: sorted(float(r["value"]) for r in v) for k, v in seeds.items()}
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
-
-
 def config_diff(a: Mapping, b: Mapping) -> list[tuple[str, Any, Any]]:
     """(dotted key, value in a, value in b) for every setting that differs."""
-    fa, fb = _flatten(a), _flatten(b)
+    fa, fb = dict(dotted_items(a)), dict(dotted_items(b))
     return [(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
 
 

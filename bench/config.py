@@ -319,12 +319,13 @@ def override(config: Any, assignments: Sequence[str]) -> Any:
 Sweep = tuple[tuple[str, tuple], ...]
 
 
-def _flatten_sweep(data: Mapping, prefix: str = "") -> list[tuple[str, Any]]:
+def dotted_items(data: Mapping, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, leaf value) of a nested mapping, in order: {'a': {'b': 1}} → [('a.b', 1)]."""
     out: list[tuple[str, Any]] = []
     for k, v in data.items():
         key = f"{prefix}{str(k).strip()}"
         if isinstance(v, Mapping):
-            out.extend(_flatten_sweep(v, prefix=key + "."))
+            out.extend(dotted_items(v, prefix=key + "."))
         else:
             out.append((key, v))
     return out
@@ -339,7 +340,7 @@ def check_sweep(cls: type, sweep: Mapping[str, Any] | Sequence[tuple[str, Any]] 
     if sweep is None:
         return ()
     if isinstance(sweep, Mapping):
-        items = _flatten_sweep(sweep)
+        items = dotted_items(sweep)
     elif isinstance(sweep, (list, tuple)):
         items = [tuple(it) for it in sweep]
     else:

@@ -27,7 +27,7 @@ from dlc.io import atomic_write_bytes
 from .errors import UserError
 
 __all__ = [
-    "SCHEMA_VERSION", "METRIC_COLUMNS", "RESULTS_JSON", "RESULTS_CSV", "REPORT_HTML",
+    "SCHEMA_VERSION", "METRIC_COLUMNS", "HISTORY_COLUMNS", "RESULTS_JSON", "RESULTS_CSV", "REPORT_HTML",
     "metric_row", "label_columns", "rows_to_csv", "clean_json",
     "Results", "write_results", "read_results", "atomic_write_bytes",
 ]
@@ -36,6 +36,9 @@ SCHEMA_VERSION = 2          # 1 → 2: the record gained `sweep`
 # how a record of each older version becomes the next one (read_results / from_dict apply them in turn)
 _UPGRADES = {1: lambda d: {**d, "sweep": None, "schema_version": 2}}    # a v1 run was never a sweep
 METRIC_COLUMNS = ("metric", "value", "ci_low", "ci_high", "n", "higher_is_better")
+# the columns of a run-store history row (bench.store.RunStore.history); its other keys are the row's labels
+HISTORY_COLUMNS = ("finished_at", "git_commit", "git_dirty", "config_hash", "run_id", "value", "ci_low", "ci_high",
+                   "n", "seed")
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
 REPORT_HTML = "report.html"

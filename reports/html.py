@@ -22,7 +22,8 @@ import jinja2
 import yaml
 
 from bench.errors import UserError
-from bench.schema import METRIC_COLUMNS, REPORT_HTML, Results, atomic_write_bytes, label_columns, read_results
+from bench.schema import (HISTORY_COLUMNS, METRIC_COLUMNS, REPORT_HTML, Results, atomic_write_bytes, label_columns,
+                          read_results)
 
 METHOD_LABELS = ("variant", "method", "conditioning", "representation")
 
@@ -333,8 +334,6 @@ def render_index(run_dirs: list[str | os.PathLike], out: str | os.PathLike, titl
 
 
 _COLOURS = ("#1f6feb", "#d97706", "#059669", "#7c3aed", "#dc2626", "#0891b2", "#65a30d", "#db2777")
-_HISTORY_KEYS = ("finished_at", "git_commit", "git_dirty", "config_hash", "run_id", "value", "ci_low", "ci_high",
-                 "n", "seed")
 
 
 def render_history(rows: list[Mapping], out: str | os.PathLike, experiment: str, metric: str) -> Path:
@@ -343,7 +342,7 @@ def render_history(rows: list[Mapping], out: str | os.PathLike, experiment: str,
     width, height, pad = 760, 340, 56
     series: dict[str, list[Mapping]] = {}
     for r in rows:
-        name = " ".join(f"{k}={r[k]}" for k in sorted(r) if k not in _HISTORY_KEYS)
+        name = " ".join(f"{k}={r[k]}" for k in sorted(r) if k not in HISTORY_COLUMNS)
         series.setdefault(name, []).append(r)
     runs = list(dict.fromkeys(r["run_id"] for r in rows))
     x_of = {run: pad + (width - 2 * pad) * (i + 0.5) / len(runs) for i, run in enumerate(runs)}

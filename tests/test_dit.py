@@ -546,3 +546,24 @@ def test_dlc_sum_pooling_starts_equal_to_mean_and_is_l_times_the_mean_of_its_tab
     torch.testing.assert_close(summed.table[:, :5].gather(1, c.T[:, :, None].expand(8, 4, 16)).sum(0), summed(c))
     with pytest.raises(ValueError, match="dlc_pool"):
         DLCEmbedder(8, 5, 16, "max")
+
+
+def test_flow_training_is_repeatable_with_two_threads():
+    """Same seed, same EMA weights bit for bit under 2 intra-op threads (as the SEDD prior's test)."""
+    from dlc.dit.flow import create_flow
+
+    g = torch.Generator().manual_seed(0)
+    x, c = torch.randn(128, 3, 8, 8, generator=g), torch.randint(0, 8, (128, 4), generator=g)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runs = []
+        for _ in range(3):
+            torch.manual_seed(0)
+            model = build_dit("DiT-tiny/4", input_size=8, in_channels=3, cond="dlc", dlc_length=4, dlc_vocab=8,
+                              learn_sigma=False, dlc_pool="sum")
+            ema = train_dit(model, create_flow(), x, c, steps=20, batch_size=32, lr=1e-3, seed=1, device="cpu").ema
+            runs.append(torch.cat([p.detach().flatten() for p in ema.parameters()]))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(r, runs[0]) for r in runs[1:])

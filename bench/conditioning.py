@@ -29,20 +29,31 @@ from .registry import Registry
 @dataclass
 class Sources:
     """What a conditioning draws on for one seed: the run context, the experiment config, the codes stage's value
-    ({'train', 'test'} code artifacts) and key. Stage values are memoised, so the representation that trains the
-    DiT is not read again to condition its samples."""
+    ({'train', 'test'} code artifacts) and key. `seed` is the run's seed (the DiT's: its training and sampling
+    noise); `encoder_seed` is the seed of the encoder that made the codes (it seeds the RCG projection too) and
+    `prior_seed` trains and samples the priors (SEDD, RDM, label draws); both are `seed` when None (a run that keeps
+    those stages fixed across seeds passes its first seed). Stage values are memoised, so the representation
+    that trains the DiT is not read again to condition its samples."""
     ctx: Any
     cfg: Any
     seed: int
     codes: dict
     k_codes: Any
+    encoder_seed: Optional[int] = None
+    prior_seed: Optional[int] = None
     memo: dict = field(default_factory=dict)
 
-    def stage(self, stage, config: Any, upstream: list, compute: Callable[[], Any], desc: str) -> tuple[Any, Any]:
-        """(value, key) of `stage` for this seed, computed once per Sources."""
-        key = self.ctx.key(stage, config, upstream=upstream, seed=self.seed)
+    def __post_init__(self):
+        self.encoder_seed = self.seed if self.encoder_seed is None else self.encoder_seed
+        self.prior_seed = self.seed if self.prior_seed is None else self.prior_seed
+
+    def stage(self, stage, config: Any, upstream: list, compute: Callable[[], Any], desc: str,
+              seed: Optional[int] = None) -> tuple[Any, Any]:
+        """(value, key) of `stage` for `seed` (default: the run's), computed once per Sources."""
+        seed = self.seed if seed is None else seed
+        key = self.ctx.key(stage, config, upstream=upstream, seed=seed)
         if str(key) not in self.memo:
-            self.memo[str(key)] = self.ctx.stage(stage, key, compute, desc=f"{desc} seed={self.seed}")
+            self.memo[str(key)] = self.ctx.stage(stage, key, compute, desc=f"{desc} seed={seed}")
         return self.memo[str(key)], key
 
 
@@ -66,15 +77,17 @@ def _dlc_draw(src: Sources, n: int) -> tuple[Any, list]:
 
     cfg, ctx, V = src.cfg, src.ctx, src.cfg.encoder.V
     tr, te = src.codes["train"].tokens, src.codes["test"].tokens
+    ps = src.prior_seed
     sedd, k_sedd = src.stage(sprior.SEDD, cfg.prior, [src.k_codes],
-                             lambda: sprior.train_prior(ctx, cfg.prior, tr, V, src.seed), "SEDD prior")
+                             lambda: sprior.train_prior(ctx, cfg.prior, tr, V, ps), "SEDD prior", seed=ps)
     codes, k_pc = src.stage(sprior.PRIOR_SAMPLES, {"sampling": cfg.prior_sampling, "n": n}, [k_sedd],
-                            lambda: sprior.sample_prior(ctx, cfg.prior_sampling, sedd, n, src.seed),
-                            f"sample {n} DLCs ({cfg.prior_sampling.sampler})")
-    ctx.add_metric("code_tv", code_tv(codes, te, V), higher_is_better=False, seed=src.seed, variant="dlc", n=n)
-    ctx.add_metric("code_tv", code_tv(tr[:n], te, V), higher_is_better=False, seed=src.seed, variant="real-train", n=n)
-    ctx.add_metric("code_copy_frac", copy_fraction(codes, tr), higher_is_better=None, seed=src.seed, variant="dlc",
-                   n=n)
+                            lambda: sprior.sample_prior(ctx, cfg.prior_sampling, sedd, n, ps),
+                            f"sample {n} DLCs ({cfg.prior_sampling.sampler})", seed=ps)
+    if ps == src.seed:      # the prior's own rows, once per prior
+        ctx.add_metric("code_tv", code_tv(codes, te, V), higher_is_better=False, seed=ps, variant="dlc", n=n)
+        ctx.add_metric("code_tv", code_tv(tr[:n], te, V), higher_is_better=False, seed=ps, variant="real-train", n=n)
+        ctx.add_metric("code_copy_frac", copy_fraction(codes, tr), higher_is_better=None, seed=ps, variant="dlc",
+                       n=n)
     return codes, [k_pc]
 
 
@@ -87,8 +100,9 @@ def _representation(kind: str, src: Sources) -> tuple[dict, Any]:
     from .stages import representation as srep
 
     rcfg = replace(src.cfg.representation, kind=kind)
+    es = src.encoder_seed
     return src.stage(srep.REPRESENTATION, rcfg, [src.k_codes],
-                     lambda: srep.make_representation(src.ctx, rcfg, src.codes, src.seed), f"{kind} vectors")
+                     lambda: srep.make_representation(src.ctx, rcfg, src.codes, es), f"{kind} vectors", seed=es)
 
 
 def _vector_conditions(kind: str) -> Callable[[Sources, str], tuple[Any, list]]:
@@ -104,12 +118,13 @@ def _vector_draw(kind: str) -> Callable[[Sources, int], tuple[Any, list]]:
 
         cfg, ctx = src.cfg, src.ctx
         rep, k_rep = _representation(kind, src)
+        ps = src.prior_seed
         rdm, k_rdm = src.stage(srep.RDM, cfg.rdm, [k_rep],
-                               lambda: srep.train_prior(ctx, cfg.rdm, rep["train"], src.seed, kind=kind),
-                               f"RDM prior ({kind})")
+                               lambda: srep.train_prior(ctx, cfg.rdm, rep["train"], ps, kind=kind),
+                               f"RDM prior ({kind})", seed=ps)
         vectors, k_rs = src.stage(srep.RDM_SAMPLES, {"sampling": cfg.rdm_sampling, "n": n}, [k_rdm],
-                                  lambda: srep.sample_prior(ctx, cfg.rdm_sampling, rdm["model"], n, src.seed),
-                                  f"sample {n} {kind} vectors (RDM)")
+                                  lambda: srep.sample_prior(ctx, cfg.rdm_sampling, rdm["model"], n, ps),
+                                  f"sample {n} {kind} vectors (RDM)", seed=ps)
         return vectors, [k_rs]
     return draw
 
@@ -142,7 +157,7 @@ def _label_draw(src: Sources, n: int) -> tuple[Any, list]:
 
     train = _labels(src, "train")
     cdf = torch.bincount(train, minlength=_label_shape(src)["num_classes"]).double().cumsum(0) / len(train)
-    u = PerSampleRNG(src.seed, range(n), stream=_LABEL_STREAM).rand(1, dtype=torch.float64)[:, 0]   # (n,)
+    u = PerSampleRNG(src.prior_seed, range(n), stream=_LABEL_STREAM).rand(1, dtype=torch.float64)[:, 0]   # (n,)
     return torch.searchsorted(cdf, u, right=True).clamp(max=len(cdf) - 1), [src.k_codes]
 
 

@@ -103,6 +103,7 @@ def _with_changes(key: str, expected: dict) -> dict:
             if f.name not in out[group]:
                 v = f.default if f.default_factory is MISSING else f.default_factory()
                 out[group][f.name] = list(v) if isinstance(v, tuple) else v
+    out.setdefault("vary", list(DLCPipelineConfig().vary))   # top-level field added since (every seed retrains all)
     for path, v in CHANGED_SINCE.get(key, {}).items():
         group, name = path.split(".")
         out[group][name] = v

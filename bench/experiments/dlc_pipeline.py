@@ -63,22 +63,25 @@ def run_dlc_pipeline(ctx: RunContext) -> None:
     evaluate = ImageEvaluation(ctx, cfg.data, cfg.eval, extractor, train, test, k_data)
     compose = None
     for seed in ctx.seeds:
-        k_enc = ctx.key(senc.ENCODER, cfg.encoder, upstream=[k_data], seed=seed)
+        # the stage groups this seed does not retrain (cfg.vary) are the first seed's
+        es, ps = (seed if group in cfg.vary else ctx.seeds[0] for group in ("encoder", "prior"))
+        k_enc = ctx.key(senc.ENCODER, cfg.encoder, upstream=[k_data], seed=es)
         enc = ctx.stage(senc.ENCODER, k_enc, lambda: senc.train_encoder(ctx, cfg.encoder, cfg.data.image_size, train,
-                                                                        seed), desc=f"SEM encoder seed={seed}")
-        k_codes = ctx.key(senc.CODES, cfg.encoder, upstream=[k_enc, k_data], seed=seed)
+                                                                        es), desc=f"SEM encoder seed={es}")
+        k_codes = ctx.key(senc.CODES, cfg.encoder, upstream=[k_enc, k_data], seed=es)
         codes = ctx.stage(senc.CODES, k_codes, lambda: senc.export_codes(ctx, cfg.encoder, enc["encoder"],
                                                                          {"train": train, "test": test}),
-                          desc=f"export DLCs seed={seed}")
+                          desc=f"export DLCs seed={es}")
         tr, te = codes["train"], codes["test"]
-        ctx.add_metric("train_loss", float(np.mean(enc["losses"][-50:])), higher_is_better=None, seed=seed,
-                       stage="encoder", n=cfg.encoder.train.steps)
-        usage = [len(torch.unique(tr.tokens[:, j])) for j in range(cfg.encoder.L)]
-        ctx.add_metric("codes_per_position", float(np.mean(usage)), higher_is_better=None, seed=seed,
-                       stage="encoder", n=len(tr.tokens))
-        with ctx.timer("probes"):   # what the codes carry: DLC one-hot vs the continuous embedding
-            ctx.add_rows(probe_rows(tr, te, cfg.eval.probe_factors, cfg.encoder.V, cfg.eval.probe_n, seed))
-        src = Sources(ctx, cfg, seed, codes, k_codes)
+        if es == seed:      # the encoder's own rows, once per encoder
+            ctx.add_metric("train_loss", float(np.mean(enc["losses"][-50:])), higher_is_better=None, seed=seed,
+                           stage="encoder", n=cfg.encoder.train.steps)
+            usage = [len(torch.unique(tr.tokens[:, j])) for j in range(cfg.encoder.L)]
+            ctx.add_metric("codes_per_position", float(np.mean(usage)), higher_is_better=None, seed=seed,
+                           stage="encoder", n=len(tr.tokens))
+            with ctx.timer("probes"):   # what the codes carry: DLC one-hot vs the continuous embedding
+                ctx.add_rows(probe_rows(tr, te, cfg.eval.probe_factors, cfg.encoder.V, cfg.eval.probe_n, seed))
+        src = Sources(ctx, cfg, seed, codes, k_codes, encoder_seed=es, prior_seed=ps)
 
         # -- DiTs p(x|c) and p(x), one per conditioning the variants need
         k_lat = sdit.latents_key(ctx, cfg.dit, k_data, cfg.data.seed)
@@ -102,12 +105,27 @@ def run_dlc_pipeline(ctx: RunContext) -> None:
             if seed == ctx.seeds[0]:
                 figure_sets[variant] = imgs[:cfg.eval.grid]
             evaluate(variant, imgs, k_imgs, seed, reconstruction=source == "held-out", conditioned=cname is not None)
+        add_gaps_to_unconditional(ctx, extractor.metric_label(), seed)
         if seed == ctx.seeds[0] and "dlc" in dits and cfg.eval.n_compose:
             compose = ctx.stage(sdit.IMAGE_SAMPLES, ctx.key(sdit.IMAGE_SAMPLES, {
                 "sampling": cfg.dit_sampling, "compose": cfg.eval.n_compose}, upstream=[dits["dlc"][1], k_codes],
                 seed=seed), lambda: _compose(ctx, cfg, dits["dlc"][0]["model"], te.tokens, test.images, seed),
                 desc="composition")
     add_figures_and_notes(ctx, cfg, figure_sets, compose, extractor.metric_label(), extractor.describe())
+
+
+def add_gaps_to_unconditional(ctx: RunContext, fd_key: str, seed: int) -> None:
+    """Per generated variant, FD(variant) − FD(unconditional) of this seed as a row ('{fd_key}_gap'): its
+    across-seed aggregate is the paired comparison (mean difference with a t-interval over seeds), which an
+    interval on each FD alone cannot give when training noise dominates."""
+    fd = {r["variant"]: r["value"] for r in ctx.metrics if r["metric"] == fd_key and r.get("seed") == seed
+          and all(r.get(k) == v for k, v in ctx.row_labels.items())}
+    if "unconditional" not in fd:
+        return
+    for variant, value in fd.items():
+        if VARIANTS[variant][0] not in (None, "none"):
+            ctx.add_metric(f"{fd_key}_gap", value - fd["unconditional"], higher_is_better=False, seed=seed,
+                           variant=variant, against="unconditional", n=ctx.config.eval.n_samples)
 
 
 def _compose(ctx: RunContext, cfg: DLCPipelineConfig, model, tokens: torch.Tensor, images: torch.Tensor,

@@ -15,6 +15,9 @@ VARIANTS = {"dlc": ("dlc", "prior"), "unconditional": ("none", None), "dlc-recon
             "embedding": ("embedding", "prior"), "embedding-recon": ("embedding", "held-out"),
             "label": ("label", "prior"), "label-recon": ("label", "held-out")}
 DEFAULT_VARIANTS = ("dlc", "unconditional", "dlc-recon", "real-train")
+# what a seed of --seeds can retrain: the SEM encoder (its codes, probes and the RCG projection), the priors
+# (SEDD, RDM, the label marginal's draws), the DiTs (training and sampling noise)
+VARY = ("encoder", "prior", "dit")
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,16 @@ class DLCPipelineConfig:
     rdm: srep.RDMStageConfig = field(default_factory=srep.RDMStageConfig)
     rdm_sampling: srep.RDMSamplingConfig = field(default_factory=srep.RDMSamplingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # the stage groups each seed retrains; the others are trained once, with the first seed, and shared, e.g.
+    # vary: [dit] measures the DiT's training noise alone on one encoder, one set of codes and one prior
+    vary: tuple[str, ...] = VARY
 
     def __post_init__(self):
         from ..registry import did_you_mean
+
+        nonempty("vary", self.vary, f"name the stage groups a seed retrains, from {', '.join(VARY)}")
+        for group in self.vary:
+            choice("vary", group, VARY)
 
         bad = [v for v in self.eval.variants if v not in VARIANTS]
         if bad:

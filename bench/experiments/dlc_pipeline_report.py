@@ -60,6 +60,8 @@ def add_figures_and_notes(ctx: Any, cfg: Any, sets: dict, compose: torch.Tensor 
     for seed in ctx.seeds:
         for sentence in conditioning_findings(rows, fd_key, seed):
             ctx.note(sentence)
+    for sentence in gap_findings(rows, fd_key, cfg.vary):
+        ctx.note(sentence)
     ps = cfg.prior_sampling
     ctx.note(f"Prior: SEDD-{cfg.prior.model} ({cfg.prior.train.steps} steps), sampled with '{ps.sampler}' in "
              f"{ps.steps} steps (η={ps.eta}, t0={ps.t0}, t1={ps.t1}). code_tv is the mean per-position total "
@@ -128,3 +130,24 @@ def conditioning_findings(rows: list[dict], fd_key: str, seed: int) -> list[str]
         out.append(f"Samples drawing an object (seed {seed}): "
                    + ", ".join(f"{r['variant']} {r['value']:.2f}" for r in drawn) + ".")
     return out
+
+
+def gap_findings(rows: list[dict], fd_key: str, vary: tuple[str, ...]) -> list[str]:
+    """With two or more seeds: per conditioned variant, FD(variant) − FD(unconditional) paired by seed — the mean
+    with its 95 % t-interval over seeds and a verdict (below / above / undecided: the interval holds 0)."""
+    from bench.aggregate import t_interval
+
+    out = []
+    for v in dict.fromkeys(r["variant"] for r in rows if r["metric"] == f"{fd_key}_gap"):
+        gaps = sorted((r["seed"], r["value"]) for r in rows if r["metric"] == f"{fd_key}_gap"
+                      and r.get("variant") == v and r.get("seed") is not None)
+        if len(gaps) < 2:
+            continue
+        m, lo, hi = t_interval([g for _, g in gaps])
+        verdict = ("below the unconditional DiT" if hi < 0 else "above the unconditional DiT" if lo > 0
+                   else "undecided (the interval holds 0)")
+        out.append(f"Finding ({len(gaps)} seeds, each retraining {' + '.join(vary)}): {fd_key}({v}) − "
+                   f"{fd_key}(unconditional), paired by seed = {m:+.3g} [95 % t-interval {lo:+.3g}, {hi:+.3g}]: "
+                   f"{verdict}; per seed " + ", ".join(f"{s}: {g:+.3g}" for s, g in gaps) + ".")
+    return out
+

@@ -7,6 +7,10 @@
 
 Rows are matched by metric and labels (the seed aside). The interval of a difference is
     'welch'      Welch's t-interval over seeds, when both runs have ≥ 2 per-seed values of the row;
+    'paired bootstrap'  for a Fréchet distance whose features both runs stored (the feature cache of `metrics`,
+                 the stage cache of an experiment) against the same reference: FD_B − FD_A over one index draw
+                 per resample shared by both sample sets (`bench.metrics.frechet.fd_difference_ci`; 'bootstrap'
+                 when the sets differ in size); used only when the stored features reproduce both runs' values;
     'intervals'  from the two runs' own 95 % intervals (e.g. bootstrap over samples), taken as independent
                  normal intervals: se = (high − low) / 3.92, interval Δ ± 1.96·√(se_A² + se_B²);
     None         a single value on each side: no interval.
@@ -21,14 +25,14 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from .config import dotted_items
 from .errors import UserError
 from .registry import did_you_mean
 from .schema import METRIC_COLUMNS
 
-__all__ = ["compare_runs", "parse_fail_if", "gate", "config_diff", "format_comparison"]
+__all__ = ["compare_runs", "parse_fail_if", "gate", "config_diff", "format_comparison", "stored_features"]
 
 _Z = 1.959963984540054
 
@@ -89,8 +93,89 @@ def _verdict(delta: float, ci: tuple[float, float] | None, better_up: bool | Non
     return "better" if (delta > 0) == better_up else "worse"
 
 
-def compare_runs(a: Any, b: Any) -> dict:
-    """The comparison of run `b` against run `a` (Results of one experiment); see the module docstring."""
+def stored_features(cache_dir: Any = None) -> Callable[[Any, Mapping], tuple[str, Any, Any] | None]:
+    """A loader of the features behind a run's Fréchet row: (res, row) → (the reference's identity, the reference
+    (features, or (mu, sigma) of a reference file), the row's generated-set features), or None where they are not
+    stored. `metrics` runs: the feature cache, keyed by the inputs' content hashes and the extractor description
+    the run recorded (the reference file itself when it is unchanged). Experiment runs: the 'features' stage
+    records of the real test set and of the row's variant (and seed). Reading only; numpy arrays."""
+    from .cache import StageCache, StageKey, default_cache_dir, load_tree
+
+    root = default_cache_dir() if cache_dir is None else cache_dir
+    stages = StageCache(root)
+
+    def stage_value(rec: Mapping | None):
+        ok, value = stages.load(StageKey(rec["stage"], rec["key_hash"], {}), load_tree) if rec else (False, None)
+        return value if ok else None
+
+    def from_metrics_run(res: Any, row: Mapping, rec: Mapping):
+        from .features.cache import FeatureCache, cache_key
+
+        cache, desc, inputs, layer = FeatureCache(root), rec["extractor"], rec["inputs"], row.get("layer")
+        feats = {side: cache.load_features(cache_key(inputs[f"{side}_content_sha256"], desc, layer)[0])
+                 if inputs.get(f"{side}_content_sha256") else None for side in ("real", "fake")}
+        real = feats["real"]
+        if real is None and (inputs.get("real") or {}).get("kind") == "reference statistics":
+            from .refstats import load_ref_stats
+
+            path = (res.config or {}).get("real_path")
+            try:
+                ref = load_ref_stats(path) if path else None
+            except (OSError, ValueError):
+                ref = None
+            if ref is not None and (ref.meta.get("file") or {}).get("sha256") == inputs["real_content_sha256"] \
+                    and ref.meta.get("layer") == layer:
+                real = (ref.mu, ref.sigma)
+        ident = f"{inputs.get('real_content_sha256')}/{layer}/{desc.get('extractor')}"
+        return None if real is None or feats["fake"] is None else (ident, real, feats["fake"])
+
+    def load(res: Any, row: Mapping):
+        recs = [s for s in res.stages or [] if s.get("stage") == "features"]
+        own = next((s for s in recs if "extractor" in s and "inputs" in s), None)
+        if own is not None:
+            return from_metrics_run(res, row, own)
+        variant, seed = row.get("variant"), row.get("seed")
+        named = [s for s in recs if s.get("key_hash") and s.get("desc", "").endswith(
+                 (f"features: {variant} seed={seed}",) + ((f"features: {variant}",) if len(res.seeds or []) <= 1
+                                                          else ()))]
+        real_rec = next((s for s in recs if s.get("key_hash") and s.get("desc", "").endswith("features: real test")),
+                        None)
+        if variant is None or not named or real_rec is None or len({s["key_hash"] for s in named}) != 1:
+            return None
+        real, fake = stage_value(real_rec), stage_value(named[0])
+        return None if real is None or fake is None else (real_rec["key_hash"], real, fake)
+
+    return load
+
+
+def _paired_fd(ra: Mapping, rb: Mapping, a: Any, b: Any, features: Callable) -> tuple | None:
+    """(interval, method) of FD_B − FD_A by a bootstrap over both runs' stored features, when they are stored,
+    share their reference and reproduce both rows' values; else None."""
+    import numpy as np
+
+    from .metrics.frechet import fd, fd_difference_ci
+
+    if not any(t in ra["metric"] for t in ("fd", "fid")) or ra["metric"].endswith("_gap"):
+        return None
+    sides = [features(res, r) for res, r in ((a, ra), (b, rb))]
+    if None in sides or sides[0][0] != sides[1][0]:
+        return None
+    real = sides[0][1]
+    fakes = [np.asarray(s[2], dtype=np.float64) for s in sides]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if not all(math.isclose(fd(real=real, fake=f), float(r["value"]), rel_tol=1e-5, abs_tol=1e-9)
+                   for f, r in zip(fakes, (ra, rb))):
+            return None            # not these features' Fréchet distance (another layer, a changed cache entry)
+        ci = fd_difference_ci(real=real, fake_a=fakes[0], fake_b=fakes[1], n_resamples=200, seed=0)
+    return (ci.low, ci.high), ci.method
+
+
+def compare_runs(a: Any, b: Any, features: Callable | None = None) -> dict:
+    """The comparison of run `b` against run `a` (Results of one experiment); see the module docstring.
+    features: a `stored_features` loader (None: no paired bootstrap)."""
     agg_a, seeds_a = _rows(a)
     agg_b, seeds_b = _rows(b)
     diffs = []
@@ -103,7 +188,9 @@ def compare_runs(a: Any, b: Any) -> dict:
         else:
             sa, sb = seeds_a.get(key, []), seeds_b.get(key, [])
             delta = float(rb["value"]) - float(ra["value"])
-            ci, method = _interval(ra, rb, sa, sb)
+            paired = (_paired_fd(ra, rb, a, b, features) if features is not None and len(sa) <= 1 and len(sb) <= 1
+                      and delta != 0 else None)
+            ci, method = paired or _interval(ra, rb, sa, sb)
             same = delta == 0 and sa == sb
             d.update(delta=delta, ci=ci, method=method, verdict=_verdict(delta, ci, d["higher_is_better"], same))
         diffs.append(d)

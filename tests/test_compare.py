@@ -242,3 +242,46 @@ def test_the_history_page_plots_both_commits_and_marks_the_significant_change(st
         assert svg.is_displayed() and svg.size["width"] > 500
         assert len(wd.find_elements(By.CSS_SELECTOR, "circle.changed")) == 1
         assert len(wd.find_elements(By.CSS_SELECTOR, "#points tbody tr")) == 2
+
+
+@pytest.fixture(scope="module")
+def cached_runs(tmp_path_factory):
+    """`metrics` runs that stored their features in a feature cache: a fake set, the same set with a slight colour
+    shift, and against reference statistics instead of images."""
+    root = tmp_path_factory.mktemp("cmp-cached")
+    cache = root / "cache"
+    real = _npz(root / "real.npz", smooth_images(300, 8, seed=1))
+    fake = smooth_images(300, 8, seed=2)
+    shifted = (fake.float() * 0.9 + 30).round().clamp(0, 255).to(torch.uint8)
+    out = {"cache": cache}
+    for name, images in (("a", fake), ("b", shifted)):
+        argv = ["metrics", "--real", real, "--fake", _npz(root / f"{name}.npz", images), "--features", "pixels",
+                "--metrics", "fd", "--bootstrap", "100", "--out", root / name, "--no-store", "--cache-dir", cache,
+                "--quiet"]
+        assert main([str(a) for a in argv]) == 0
+        out[name] = Results.from_dict(json.loads((root / name / "results.json").read_text()))
+    return out
+
+
+def test_stored_features_give_a_paired_bootstrap_of_the_fd_difference(cached_runs):
+    """With the features in the cache, the FD difference gets a paired bootstrap over both sample sets, which is
+    narrower than combining the two runs' own intervals; the same comparison without stored features (or with a
+    cache that lacks them) falls back to the runs' intervals."""
+    from bench.compare import stored_features
+    from bench.metrics.frechet import fd_difference_ci
+
+    a, b = cached_runs["a"], cached_runs["b"]
+    load = stored_features(cached_runs["cache"])
+    paired = next(d for d in compare_runs(a, b, features=load)["differences"] if d["metric"] == "fd_pixels")
+    plain = next(d for d in compare_runs(a, b)["differences"] if d["metric"] == "fd_pixels")
+    assert paired["method"] == "paired bootstrap" and plain["method"] == "intervals"
+    assert paired["delta"] == plain["delta"] > 0 and paired["verdict"] == "worse"
+    width = lambda d: d["ci"][1] - d["ci"][0]
+    assert width(paired) < width(plain)
+    # the interval is fd_difference_ci's on the features the loader found, which reproduce both runs' values
+    (_, real_a, fake_a), (_, _, fake_b) = load(a, a.metrics[0]), load(b, b.metrics[0])
+    ref = fd_difference_ci(real=real_a, fake_a=fake_a, fake_b=fake_b, n_resamples=200, seed=0)
+    assert paired["ci"] == (ref.low, ref.high)
+    empty = stored_features(cached_runs["cache"].parent / "no-cache")
+    assert next(d for d in compare_runs(a, b, features=empty)["differences"]
+                if d["metric"] == "fd_pixels")["method"] == "intervals"

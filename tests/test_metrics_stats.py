@@ -85,3 +85,48 @@ def test_fast_fd_bootstrap_equals_the_generic_one(n, d):
         fast = fd_bootstrap_ci(real=ref, fake=fake, n_resamples=40, seed=3)
         assert fast.value == slow.value
         assert fast.low == pytest.approx(slow.low, rel=1e-7) and fast.high == pytest.approx(slow.high, rel=1e-7)
+
+
+def test_fd_interval_sits_on_the_estimate_and_covers_its_expectation():
+    """A known answer for the Fréchet interval: the estimator's expectation at this n (the mean FD over 300 fresh
+    fake sets). Duplicates in with-replacement resamples bias FD upwards, so at small n/d the plain percentile
+    interval misses its own estimate and that expectation; recentred on the estimate (fd_bootstrap_ci, metric_ci)
+    it covers both."""
+    from bench.metrics.frechet import fd, fd_bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    d, n, trials = 16, 100, 30
+    real = feature_statistics(rng.standard_normal((2000, d)))
+    fresh = lambda: rng.standard_normal((n, d)) * 1.2 + 0.1
+    expect = float(np.mean([fd(real=real, fake=fresh()) for _ in range(300)]))
+    hits = plain_hits = holds_value = 0
+    for t in range(trials):
+        f = fresh()
+        ci = fd_bootstrap_ci(real=real, fake=f, n_resamples=60, seed=t)
+        plain = bootstrap_ci(lambda x: fd(real=real, fake=x), f, n_resamples=60, seed=t)
+        hits += ci.low <= expect <= ci.high
+        plain_hits += plain.low <= expect <= plain.high
+        holds_value += ci.low <= ci.value <= ci.high
+        assert ci.method == "percentile, recentred"
+    assert holds_value == trials
+    assert hits / trials >= 0.85, hits
+    assert plain_hits / trials <= 0.3, plain_hits
+
+
+def test_paired_fd_difference_known_answers():
+    """fd_difference_ci: the point value is the difference of the two FDs; a set against itself differs by exactly
+    0 under pairing (every resample draws the same rows from both); a shifted copy is significantly worse, and
+    pairing makes that interval narrower than independent resampling of the same two sets."""
+    from bench.metrics.frechet import fd, fd_difference_ci
+
+    rng = np.random.default_rng(1)
+    real = feature_statistics(rng.standard_normal((1500, 8)))
+    a = rng.standard_normal((200, 8))
+    same = fd_difference_ci(real=real, fake_a=a, fake_b=a.copy(), n_resamples=40)
+    assert same.value == 0.0 and same.low == 0.0 and same.high == 0.0 and same.method == "paired bootstrap"
+    b = a + 0.15
+    paired = fd_difference_ci(real=real, fake_a=a, fake_b=b, n_resamples=200, seed=2)
+    assert paired.value == pytest.approx(fd(real=real, fake=b) - fd(real=real, fake=a), rel=1e-9)
+    assert 0 < paired.low <= paired.value <= paired.high
+    indep = fd_difference_ci(real=real, fake_a=a, fake_b=b[:-1], n_resamples=200, seed=2)
+    assert indep.method == "bootstrap" and indep.high - indep.low > 1.5 * (paired.high - paired.low)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Optional, Sequence
 
+import numpy as np
+
 from ..errors import UserError
 from ..registry import Registry
 from .frechet import fd, fd_infinity, feature_statistics, frechet_distance, trace_sqrt_product
@@ -210,11 +212,18 @@ def compute_metrics(keys: Iterable[str], *, real=None, fake=None, features=None,
 #                          Confidence intervals of metrics                      #
 #################################################################################
 
+# the range of a metric's values, where it has one: recentred intervals are clipped to it
+_BOUNDS = {**{k: (0.0, np.inf) for k in ("fd", "sfid", "fd_inf", "density", "is_adm", "is_fidelity")},
+           **{k: (0.0, 1.0) for k in ("precision", "recall", "coverage", "nn_copy_frac", "probe_top1", "probe_top5")},
+           **{k: (1.0, np.inf) for k in ("vendi", "vendi_q2", "vendi_qinf")}}
+
+
 def metric_ci(key: str, *, real=None, fake=None, resample: Sequence[str] = ("fake",), n_resamples: int = 100,
               confidence: float = 0.95, seed: int = 0, options: Optional[dict] = None) -> ConfidenceInterval:
     """Bootstrap CI of a registered metric: rows of the inputs named in `resample` are resampled, others fixed.
 
     Default: resample the generated set only (the reference set is the fixed target, as with precomputed stats).
+    The percentile interval is recentred on the estimate and clipped to the metric's range (`bench.metrics.stats`).
     """
     spec = METRICS.get(key)
     inputs = {"real": real, "fake": fake}
@@ -234,4 +243,4 @@ def metric_ci(key: str, *, real=None, fake=None, resample: Sequence[str] = ("fak
         return spec.fn(**dict(zip(order, arrays)), **fixed, **opts)
 
     return bootstrap_ci(statistic, *(inputs[n] for n in order), n_resamples=n_resamples, confidence=confidence,
-                        seed=seed)
+                        seed=seed, recentre=True, bounds=_BOUNDS.get(spec.key, (-np.inf, np.inf)))

@@ -6,7 +6,7 @@ run directory (absolute, through `..`, or through a symlink: checked after `Path
 it is left out of the report with a one-line `warning:` on stderr (the report still renders, as it does
 when a figure file is missing). Imports nothing of the harness but `bench.schema` and `bench.errors`, and
 nothing of `dlc`, so rendering never imports torch.
-- `render_run(run_dir)`         → run_dir/report.html
+- `render_run(run_dir)`         → run_dir/report.html (its summary: one table per kind of measure, `summary_tables`)
 - `render_index(run_dirs, out)` → one page linking several runs (a suite) with a comparison table.
 """
 from __future__ import annotations
@@ -92,59 +92,122 @@ def data_uri(path: Path) -> str | None:
 #                                  Tables                                       #
 #################################################################################
 
+# Labels that say what a measure is of or how it was taken (which factor, against what, with which features):
+# they join the metric name in a column header instead of keying a row, so FD (with its features) and
+# object_frac (without) share the variant's row.
+QUALIFIER_LABELS = ("factor", "against", "chance", "features", "layer", "resize")
+
+# Kinds of measure, one summary section each, in this order: (id, heading, test on a seed-aggregated row). A row
+# is of the first kind (in MATCH_ORDER) whose test it passes; a row that passes none is of "other measures".
+MEASURE_KINDS = (
+    ("samples", "Sample metrics", lambda r: any(c in r for c in (*METHOD_LABELS, "features", "layer"))),
+    ("probes", "Probes: representation × factor", lambda r: "representation" in r and "factor" in r),
+    ("codes", "Code statistics", lambda r: r["metric"].startswith("code")),
+    ("training", "Training", lambda r: r["metric"].startswith("train_")),
+    ("other", "Other measures", lambda r: True),
+)
+MATCH_ORDER = ("probes", "codes", "training", "samples", "other")
+
+# Metric-name prefixes without a better direction whatever their rows say: Vendi's diversity is best when
+# closest to the data's own, not highest. No arrow, never "best".
+NO_DIRECTION = ("vendi",)
+
+
+def direction(metric: str, higher_is_better: Any) -> bool | None:
+    """The direction a report may claim for `metric`: its row's, except for NO_DIRECTION metrics."""
+    return None if metric.startswith(NO_DIRECTION) else higher_is_better
+
+
+def _hinted(pref: list, value: Any) -> int:
+    """The value's place in a preferred order (a display hint); after every hinted value when it has none."""
+    return pref.index(value) if value in pref else len(pref)
+
+
+def _order_key(column: str, value: Any, label_order: Mapping[str, list]) -> tuple:
+    """Preferred value orders (display hints) first, then numbers, then text."""
+    pref = label_order.get(column)
+    if pref and value in pref:
+        return (0, pref.index(value), "")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (1, value, "")
+    return (2, 0, "" if value is None else str(value))
+
+
 def _sort_rows(rows: list[Mapping], labels: list[str], label_order: Mapping[str, list]) -> list[Mapping]:
-    """Sort by the label columns, the method column last so methods sit next to each other;
-    preferred value orders (display hints) first, then numbers, then text."""
+    """Sort by the label columns, the method column last so methods sit next to each other."""
     method = next((c for c in METHOD_LABELS if c in labels), None)
     order = [c for c in labels if c != method] + ([method] if method else [])
+    return sorted(rows, key=lambda r: tuple(_order_key(c, r.get(c), label_order) for c in order))
 
-    def key(r: Mapping) -> tuple:
-        out = []
-        for c in order:
-            v = r.get(c)
-            pref = label_order.get(c)
-            if pref and v in pref:
-                out.append((0, pref.index(v), ""))
-            elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                out.append((1, v, ""))
-            else:
-                out.append((2, 0, "" if v is None else str(v)))
-        return tuple(out)
-    return sorted(rows, key=key)
+
+def _column(r: Mapping) -> tuple:
+    """A row's summary column: its metric and qualifiers, ((qualifier, value), ...)."""
+    return r["metric"], tuple((q, r[q]) for q in QUALIFIER_LABELS if r.get(q) is not None)
 
 
 def summary_table(rows: list[Mapping], display: Mapping | None = None) -> dict:
-    """Pivot the seed-aggregated rows: one line per label combination, one column per metric."""
+    """Pivot the seed-aggregated rows: one line per combination of row labels, one column per metric and its
+    qualifiers (QUALIFIER_LABELS); display hints order the columns (metric_order) and the lines (label_order)."""
     display = display or {}
+    label_order = display.get("label_order") or {}
     agg = [r for r in rows if r.get("seed") is None]
-    labels = label_columns(agg, exclude=("seed",))
-    agg = _sort_rows(agg, labels, display.get("label_order") or {})
-    metrics: list[str] = []
-    hib: dict[str, Any] = {}
+    labels = label_columns(agg, exclude=("seed", *QUALIFIER_LABELS))
+    labels = [c for c in labels if any(r.get(c) is not None for r in agg)]      # no label column without a value
+    columns: list[tuple] = []                  # (metric, ((qualifier, value), ...)), in order of first appearance
+    hib: dict[tuple, Any] = {}
     for r in agg:
-        if r["metric"] not in metrics:
-            metrics.append(r["metric"])
-            hib[r["metric"]] = r.get("higher_is_better")
+        col = _column(r)
+        if col not in hib:
+            columns.append(col)
+            hib[col] = direction(r["metric"], r.get("higher_is_better"))
     pref = list(display.get("metric_order") or [])
-    first_seen = {m: i for i, m in enumerate(metrics)}
-    metrics.sort(key=lambda m: (pref.index(m) if m in pref else len(pref), first_seen[m]))
+    metrics = list(dict.fromkeys(m for m, _ in columns))
+    position = {c: i for i, c in enumerate(columns)}        # a metric's qualifiers: hinted order, else as emitted
+    columns.sort(key=lambda c: (_hinted(pref, c[0]), metrics.index(c[0]),
+                                tuple(_hinted(label_order.get(q) or [], v) for q, v in c[1]), position[c]))
     lines: dict[tuple, dict] = {}
-    for r in agg:
+    for r in _sort_rows(agg, labels, label_order):
         key = tuple(r.get(c) for c in labels)
         line = lines.setdefault(key, {"labels": [fmt(r.get(c)) if r.get(c) is not None else "" for c in labels],
                                       "cells": {}, "key": key})
-        line["cells"][r["metric"]] = r
-    best = _best_cells(list(lines.values()), labels, metrics, hib)
+        line["cells"][_column(r)] = r
+    best = _best_cells(list(lines.values()), labels, columns, hib)
     out_lines = []
     for line in lines.values():
         cells = []
-        for m in metrics:
-            r = line["cells"].get(m)
+        for col in columns:
+            r = line["cells"].get(col)
             cells.append({"text": fmt_ci(r) if r else "", "n": r.get("n") if r else None,
-                          "best": (line["key"], m) in best})
+                          "best": (line["key"], col) in best})
         out_lines.append({"labels": line["labels"], "cells": cells})
-    return {"labels": labels, "metrics": [{"name": m, "arrow": arrow(hib[m])} for m in metrics],
-            "lines": out_lines}
+    return {"labels": labels, "lines": out_lines,
+            "metrics": [{"name": m, "arrow": arrow(hib[(m, q)]), "undirected": m.startswith(NO_DIRECTION),
+                         "qualifiers": " · ".join(f"{k}={fmt(v)}" for k, v in q)} for m, q in columns]}
+
+
+def summary_tables(rows: list[Mapping], display: Mapping | None = None) -> list[dict]:
+    """The seed-aggregated rows as one section per kind of measure (MEASURE_KINDS), each a summary_table per set
+    of row labels its rows carry: no line with an empty label, every row in exactly one cell."""
+    display = display or {}
+    pref = list(display.get("metric_order") or [])
+    tests = {kind: test for kind, _, test in MEASURE_KINDS}
+    groups: dict[str, dict[frozenset, list[Mapping]]] = {}
+    for r in rows:
+        if r.get("seed") is not None:
+            continue
+        kind = next(k for k in MATCH_ORDER if tests[k](r))
+        labels = frozenset(k for k, v in r.items() if k not in (*METRIC_COLUMNS, "seed", *QUALIFIER_LABELS)
+                           and v is not None)
+        groups.setdefault(kind, {}).setdefault(labels, []).append(r)
+    rank = lambda part: min(_hinted(pref, r["metric"]) for r in part)
+    sections = []
+    for kind, title, _ in MEASURE_KINDS:
+        if kind in groups:
+            tables = [summary_table(part, display) for part in sorted(groups[kind].values(), key=rank)]
+            for i, t in enumerate(tables):
+                t["id"] = f"summary-{kind}" + (f"-{i + 1}" if i else "")
+            sections.append({"id": kind, "title": title, "tables": tables})
+    return sections
 
 
 REFERENCE_METHODS = ("real-train", "real", "data", "floor")     # floors and data rows: compared against, never best
@@ -155,8 +218,8 @@ def _has_interval(r: Mapping) -> bool:
     return lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi) and hi > lo
 
 
-def _best_cells(lines: list[dict], labels: list[str], metrics: list[str], hib: Mapping) -> set:
-    """Bold the best method per metric among lines that share every other label — only where the claim holds:
+def _best_cells(lines: list[dict], labels: list[str], columns: list[tuple], hib: Mapping) -> set:
+    """Bold the best method per column among lines that share every other label — only where the claim holds:
     the metric has a direction, the rows are methods (not a floor or data row), every compared row has a 95 %
     interval, and the best row's interval is clear of every other's (no bold inside overlapping intervals)."""
     method = next((c for c in METHOD_LABELS if c in labels), None)
@@ -169,19 +232,19 @@ def _best_cells(lines: list[dict], labels: list[str], metrics: list[str], hib: M
         if line["key"][mi] not in REFERENCE_METHODS:
             groups.setdefault(tuple(v for i, v in enumerate(line["key"]) if i != mi), []).append(line)
     for grp in groups.values():
-        for m in metrics:
-            if hib.get(m) is None:
+        for col in columns:
+            if hib.get(col) is None:
                 continue
-            rows = [(line["cells"][m], line["key"]) for line in grp if m in line["cells"]
-                    and line["cells"][m]["value"] is not None and math.isfinite(line["cells"][m]["value"])]
+            rows = [(line["cells"][col], line["key"]) for line in grp if col in line["cells"]
+                    and line["cells"][col]["value"] is not None and math.isfinite(line["cells"][col]["value"])]
             if len(rows) < 2 or not all(_has_interval(r) for r, _ in rows):
                 continue
-            rows.sort(key=lambda t: t[0]["value"], reverse=bool(hib[m]))
+            rows.sort(key=lambda t: t[0]["value"], reverse=bool(hib[col]))
             (top, key), others = rows[0], [r for r, _ in rows[1:]]
-            clear = (top["ci_low"] > max(r["ci_high"] for r in others) if hib[m]
+            clear = (top["ci_low"] > max(r["ci_high"] for r in others) if hib[col]
                      else top["ci_high"] < min(r["ci_low"] for r in others))
             if clear:
-                best.add((key, m))
+                best.add((key, col))
     return best
 
 
@@ -236,7 +299,7 @@ def _context(results: Results, run_dir: Path) -> dict:
         "r": results,
         "title": f"{results.experiment} · {results.preset or 'custom'}",
         "badge": TIER_BADGES.get(results.preset or ""),
-        "summary": summary_table(rows, results.display),
+        "summary": summary_tables(rows, results.display),
         "sweep": sweep_table(results.sweep),
         "per_seed": per_seed_table(rows),
         "figures": figures,
@@ -288,7 +351,7 @@ def comparison_table(all_results: list[tuple[str, Results]]) -> dict:
                 delta = f"{r['value'] - first['value']:+.4g}"
             cells.append({"text": fmt_ci(r) if r else "", "delta": delta})
         any_row = next(iter(per.values()))
-        lines.append({"metric": key[0], "arrow": arrow(any_row.get("higher_is_better")),
+        lines.append({"metric": key[0], "arrow": arrow(direction(key[0], any_row.get("higher_is_better"))),
                       "labels": ", ".join(f"{k}={fmt(v)}" for k, v in key[1]), "cells": cells})
     return {"lines": lines}
 
@@ -298,12 +361,14 @@ def _verdict_rows(cmp: Mapping) -> dict:
     rows = []
     for d in cmp["differences"]:
         ci = d.get("ci")
+        hib = direction(d["metric"], d.get("higher_is_better"))    # a Vendi change is no better nor worse
+        verdict = "changed" if hib is None and d["verdict"] in ("better", "worse") else d["verdict"]
         delta = "" if d.get("delta") is None else f"{d['delta']:+.4g}" + (f" [{ci[0]:+.4g}, {ci[1]:+.4g}]" if ci else "")
-        rows.append({"metric": d["metric"], "arrow": arrow(d.get("higher_is_better")),
+        rows.append({"metric": d["metric"], "arrow": arrow(hib),
                      "labels": ", ".join(f"{k}={v}" for k, v in d["labels"].items()),
                      "a": fmt_ci(d["a"]) if d.get("a") else "", "b": fmt_ci(d["b"]) if d.get("b") else "",
-                     "delta": delta, "verdict": d["verdict"] + (f" ({d['method']})" if d.get("method") and d["verdict"] != "identical" else ""),
-                     "css": {"worse": "worse", "better": "better"}.get(d["verdict"], "same")})
+                     "delta": delta, "verdict": verdict + (f" ({d['method']})" if d.get("method") and verdict != "identical" else ""),
+                     "css": {"worse": "worse", "better": "better"}.get(verdict, "same")})
     return {"a": cmp["a"], "b": cmp["b"], "config_diff": cmp["config_diff"], "identical": cmp["identical"],
             "rows": rows}
 
@@ -380,5 +445,5 @@ def render_history(rows: list[Mapping], out: str | os.PathLike, experiment: str,
     return out
 
 
-__all__ = ["render_run", "render_index", "render_history", "summary_table", "sweep_table", "comparison_table", "fmt", "fmt_ci",
-           "ReportError"]
+__all__ = ["render_run", "render_index", "render_history", "summary_table", "summary_tables", "sweep_table",
+           "comparison_table", "direction", "fmt", "fmt_ci", "ReportError"]

@@ -10,7 +10,8 @@ import pytest
 
 from bench.errors import UserError
 from bench.schema import SCHEMA_VERSION, metric_row, write_results
-from reports.html import ReportError, fmt_ci, render_index, render_run, summary_table, sweep_table
+from reports.html import (ReportError, fmt_ci, render_index, render_run, summary_table, summary_tables,
+                          sweep_table)
 
 
 def _results(run_id: str, values: dict, preset: str = "smoke") -> dict:
@@ -81,6 +82,103 @@ def test_best_is_never_a_floor_nor_inside_overlapping_intervals():
     assert best(clear) == {"dlc"}                                        # the floor is lower, but not a method
     assert best([row("dlc", 10, 9, 15), row("unconditional", 12, 11, 13)]) == set()    # overlapping: no bold
     assert best([row("dlc", 10, 10, 10), row("unconditional", 12, 12, 12)]) == set()   # no interval: no claim
+
+
+def _mixed_rows() -> list[dict]:
+    """Seed-aggregated rows of every kind, labelled as dlc-pipeline labels them, and one per-seed row."""
+    rows = []
+    for i, variant in enumerate(["dlc", "unconditional", "real-train"]):
+        for m, v, better in (("fd_effnet", 30.0 + 10 * i, False), ("precision", 0.5 + 0.1 * i, True),
+                             ("vendi", 2.0 + 5 * i, True)):          # fd and vendi: intervals apart
+            rows.append(metric_row(m, v, ci_low=v - 1, ci_high=v + 1, higher_is_better=better, variant=variant,
+                                   features="effnet-lite0", n=3))
+        rows.append(metric_row("object_frac", 0.9, higher_is_better=True, variant=variant, n=3))
+    rows.append(metric_row("source_mse", 0.6, higher_is_better=False, variant="dlc-recon", n=3))
+    rows += [metric_row("factor_agreement", 0.3, higher_is_better=True, variant="dlc-recon", factor=f, chance=c, n=3)
+             for f, c in (("shape", 1 / 6), ("size", 1 / 3))]
+    rows.append(metric_row("fd_effnet_gap", -9.5, higher_is_better=False, variant="dlc", against="unconditional"))
+    rows += [metric_row("probe_top1", 0.4 + 0.1 * j, higher_is_better=True, representation=rep, factor=f, n=64)
+             for rep in ("dlc", "embedding") for j, f in enumerate(("shape", "colour", "size"))]
+    rows += [metric_row("code_swap_ratio", 1.01, higher_is_better=True, against=a, t_bin=t, conditioning="dlc", n=8)
+             for t in ("0.00-0.50", "0.50-1.00") for a in ("shuffled", "null")]
+    rows += [metric_row("code_tv", 0.2, higher_is_better=False, variant=v, n=64) for v in ("dlc", "real-train")]
+    rows.append(metric_row("codes_per_position", 3.6, higher_is_better=None, stage="encoder", n=64))
+    rows += [metric_row("train_loss", 4.0, higher_is_better=None, stage=s, n=100) for s in ("encoder", "dit-dlc")]
+    rows.append(metric_row("wall_per_image", 0.01, higher_is_better=False))         # fits no kind: "other"
+    rows.append(metric_row("fd_effnet", 31.0, higher_is_better=False, variant="dlc", features="effnet-lite0", seed=0))
+    return rows
+
+
+def test_the_summary_is_one_table_per_kind_of_measure_without_empty_rows_and_without_losing_a_row():
+    rows = _mixed_rows()
+    display = {"metric_order": ["fd_effnet", "precision", "vendi", "train_loss", "code_tv", "code_swap_ratio"],
+               "label_order": {"variant": ["dlc", "unconditional", "dlc-recon", "real-train"]}}
+    sections = summary_tables(rows, display)
+    assert [s["id"] for s in sections] == ["samples", "probes", "codes", "training", "other"]
+    tables = {t["id"]: t for s in sections for t in s["tables"]}
+    labels = {i: t["labels"] for i, t in tables.items()}
+    assert labels == {"summary-samples": ["variant"], "summary-probes": ["representation"],
+                      "summary-codes": ["variant"], "summary-codes-2": ["t_bin", "conditioning"],
+                      "summary-codes-3": ["stage"], "summary-training": ["stage"], "summary-other": []}
+    for t in tables.values():                  # every line names itself fully and holds a value
+        assert all(all(line["labels"]) and any(c["text"] for c in line["cells"]) for line in t["lines"]), t["id"]
+        assert all(any(line["cells"][j]["text"] for line in t["lines"]) for j in range(len(t["metrics"]))), t["id"]
+    n_agg = sum(r.get("seed") is None for r in rows)
+    assert sum(bool(c["text"]) for t in tables.values() for line in t["lines"] for c in line["cells"]) == n_agg
+    samples = tables["summary-samples"]
+    assert [line["labels"] for line in samples["lines"]] == [["dlc"], ["unconditional"], ["dlc-recon"], ["real-train"]]
+    heads = [(m["name"], m["qualifiers"]) for m in samples["metrics"]]
+    assert heads[:3] == [("fd_effnet", "features=effnet-lite0"), ("precision", "features=effnet-lite0"),
+                         ("vendi", "features=effnet-lite0")]                    # display.metric_order kept
+    assert ("factor_agreement", "factor=shape · chance=0.1667") in heads
+    best = [(line["labels"], m["name"]) for line in samples["lines"] for m, c in zip(samples["metrics"], line["cells"])
+            if c["best"]]
+    assert best == [(["dlc"], "fd_effnet")]             # vendi's intervals are as far apart: it has no direction
+    assert ("fd_effnet_gap", "against=unconditional") in heads
+    probes = tables["summary-probes"]
+    assert [m["qualifiers"] for m in probes["metrics"]] == ["factor=shape", "factor=colour", "factor=size"]
+    assert [line["labels"] for line in probes["lines"]] == [["dlc"], ["embedding"]]
+    assert [c["text"] for c in probes["lines"][1]["cells"]] == ["0.4", "0.5", "0.6"]
+    assert [(m["name"], m["qualifiers"]) for m in tables["summary-codes-2"]["metrics"]] == [
+        ("code_swap_ratio", "against=shuffled"), ("code_swap_ratio", "against=null")]
+
+
+def test_vendi_carries_no_direction_and_is_never_best(tmp_path):
+    """Vendi's registry entry says higher is better; the report claims no direction (closer to the data's value
+    is what matters): no arrow, no bold, and a compare verdict 'changed' instead of better/worse."""
+    def rows(metric, hib):
+        return [metric_row(metric, 10.0, ci_low=9, ci_high=11, higher_is_better=hib, variant="dlc"),
+                metric_row(metric, 20.0, ci_low=19, ci_high=21, higher_is_better=hib, variant="unconditional")]
+
+    fd = summary_table(rows("fd", False))
+    assert fd["metrics"][0]["arrow"] == "↓" and fd["lines"][0]["cells"][0]["best"]       # separated: bold
+    for metric in ("vendi", "vendi_q2"):
+        t = summary_table(rows(metric, True))
+        assert t["metrics"][0]["arrow"] == "" and not any(line["cells"][0]["best"] for line in t["lines"])
+    cmp = {"a": "run-a", "b": "run-b", "config_diff": [], "identical": False, "differences": [
+        {"metric": m, "labels": {"variant": "dlc"}, "higher_is_better": hib, "a": {"value": 1.0},
+         "b": {"value": 2.0}, "delta": 1.0, "ci": (0.5, 1.5), "method": "welch", "verdict": verdict}
+        for m, hib, verdict in (("vendi", True, "better"), ("precision", True, "better"))]}
+    out = render_index([], tmp_path / "index.html", verdicts=[cmp]).read_text()
+    vendi_row, precision_row = [line for line in out.splitlines() if line.startswith("<tr class=")]
+    assert 'class="same"' in vendi_row and "changed (welch)" in vendi_row and "↑" not in vendi_row
+    assert 'class="better"' in precision_row and "precision ↑" in precision_row
+
+
+def _wide_run(d: Path) -> Path:
+    """A run of every kind of measure whose sample-metrics table is far wider than the page."""
+    res = _results("run-w", VALUES)
+    res["metrics"] = _mixed_rows() + [metric_row(f"wide_metric_{i}", 1.0 + i, higher_is_better=True, variant="dlc")
+                                      for i in range(30)]
+    return _write_run(d, res)
+
+
+def test_every_summary_table_scrolls_inside_its_wrapper(tmp_path):
+    html = render_run(_wide_run(tmp_path / "run")).read_text()
+    n_tables = html.count('<table class="summary"')
+    assert n_tables == 7 and html.count('<div class="scroll"><table class="summary"') == n_tables
+    assert ".scroll { overflow-x: auto;" in html
+    assert 'id="summary"' in html and 'id="kind-probes"' in html and ">Probes: representation × factor<" in html
 
 
 def test_render_run_is_self_contained_and_verbatim(tmp_path):
@@ -196,6 +294,19 @@ def test_report_in_headless_chromium(tmp_path):
         assert {"results.csv", "results.json"} <= links
         wd.save_screenshot(str(tmp_path / "report.png"))
         assert (tmp_path / "report.png").stat().st_size > 10000
+        # a run of every kind of measure: one table each, the wide one scrolls inside its wrapper, not the page
+        wd.set_window_size(1000, 900)
+        wd.get(render_run(_wide_run(tmp_path / "wide")).resolve().as_uri())
+        ids = [t.get_attribute("id") for t in wd.find_elements(By.CSS_SELECTOR, "#summary table.summary")]
+        assert ids == ["summary-samples", "summary-probes", "summary-codes", "summary-codes-2", "summary-codes-3",
+                       "summary-training", "summary-other"]
+        assert len(wd.find_elements(By.CSS_SELECTOR, "#summary-samples tbody tr")) == 4
+        assert wd.execute_script("const w = document.querySelector('#summary-samples').parentElement; "
+                                 "return w.scrollWidth > w.clientWidth + 500 && getComputedStyle(w).overflowX")
+        assert wd.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+        headers = [h.text.splitlines()[0] for h in wd.find_elements(By.CSS_SELECTOR, "#summary-samples thead th")]
+        assert "vendi" in headers and "fd_effnet ↓" in headers
+        assert [c.text for c in wd.find_elements(By.CSS_SELECTOR, "td.best")] == ["30 ± 1"]    # fd of dlc; no vendi
 
 
 #################################################################################

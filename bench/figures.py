@@ -1,7 +1,8 @@
-"""Figures shared by experiments: sample grids (torchvision.utils.make_grid) as matplotlib panels."""
+"""Figures shared by experiments: sample grids (torchvision.utils.make_grid) as matplotlib panels, metrics against a
+sweep axis, and means with 95 % intervals against an axis."""
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Collection, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -53,5 +54,36 @@ def sweep_figure(rows: list[dict], axis: str, metrics: list[str]):
         ax.set_title(m, fontsize=10)
         if labels:
             ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def interval_panels(panels: Sequence[tuple[str, Mapping[str, Sequence[tuple[float, float, float, float]]]]], *,
+                    xlabel: str, ylabel: str, colors: Mapping[str, str] | None = None, dashed: Collection[str] = (),
+                    logx: bool = False):
+    """One panel per (title, series): each series, {name: [(x, mean, ci_low, ci_high), ...]}, is drawn as its mean
+    with the 95 % interval as error bars (e.g. a KL against the number of modes, over seeds); the series named in
+    `dashed` (a floor, a reference) dashed with small markers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = colors or {}
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
+    for ax, (title, series) in zip(axes[0], panels):
+        for name, pts in series.items():
+            if not pts:
+                continue
+            x, m, lo, hi = (np.array(v, dtype=float) for v in zip(*sorted(pts)))     # no interval: nan
+            style = dict(ls="--", marker=".", capsize=2) if name in dashed else dict(marker="o", ms=4, capsize=3)
+            ax.errorbar(x, m, yerr=[m - lo, hi - m], label=name, color=colors.get(name), **style)
+        if logx:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

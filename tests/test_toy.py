@@ -206,6 +206,38 @@ def test_toy_mixture_smoke_run(tmp_path):
                                                                                           abs=1e-9), r
 
 
+def test_kl_figure_draws_the_floor_corrected_symmetric_kl_beside_the_forward_estimate():
+    """The finding rests on kl_symmetric against N: the figure has its panel (mean and 95 % interval per variant)
+    next to the paper's forward estimate (with the estimator floor) and the forward excess."""
+    from bench.experiments.toy_mixture_report import kl_figure
+    from bench.schema import metric_row
+
+    variants = ["unconditional", "oracle"]
+    value = {"kl_forward": 1.0, "kl_excess": 2.0, "kl_symmetric": 3.0}
+    rows = [metric_row(m, v + 0.1 * i + 0.01 * n, ci_low=v - 0.5, ci_high=v + 0.5 + n, higher_is_better=False,
+                       variant=variant, n_modes=n) for m, v in value.items() for i, variant in enumerate(variants)
+            for n in (9, 121)]
+    rows += [metric_row("kl_floor", 0.5, ci_low=0.4, ci_high=0.6, higher_is_better=False, variant="data", n_modes=n)
+             for n in (121, 9)]
+    rows.append(metric_row("kl_symmetric", 99.0, higher_is_better=False, variant="oracle", n_modes=9, seed=0))
+    fig = kl_figure(rows, variants)
+    assert len(fig.axes) == 3
+    assert "symmetric" in fig.axes[2].get_title() and "floor-corrected" in fig.axes[2].get_title()
+    drawn = [{c.get_label(): c for c in ax.containers} for ax in fig.axes]
+    assert list(drawn[0]) == [*variants, "floor (true samples)"] and list(drawn[2]) == variants
+    for ax, metric in zip(drawn, value):
+        for i, variant in enumerate(variants):
+            x, y = ax[variant].lines[0].get_data()
+            assert list(x) == [9, 121]
+            assert y == pytest.approx([value[metric] + 0.1 * i + 0.01 * n for n in (9, 121)])   # seed row not drawn
+    bars = drawn[2]["oracle"].lines[2][0].get_segments()                      # the 95 % interval at N=9, 121
+    assert [y for s in bars for y in (s[0][1], s[1][1])] == pytest.approx([2.5, 12.5, 2.5, 124.5])
+    assert list(drawn[0]["floor (true samples)"].lines[0].get_data()[1]) == [0.5, 0.5]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
 def test_every_toy_setting_is_in_a_stage_key_or_declared_outside():
     """A field added to ToyMixtureConfig without a place in a stage key would silently reuse stale stages."""
     import dataclasses

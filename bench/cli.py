@@ -12,6 +12,9 @@ Bad input prints one line `error: <problem> (<fix>)` and exits with status 2, wr
 too (the parser's usage text is not printed; `--help` shows it), and an error whose message names no fix gets
 a pointer to the subcommand's --help. Every input is checked before anything is created.
 
+Writing over earlier output needs --force: an --out DIR holding a run (results.json) for run / suite / metrics, an
+existing --out FILE for report / compare / history (bench.run.check_overwrite).
+
 A run killed after writing its results.json is finished (report, run-store row) by the next `run` of the same
 command, `report DIR`, or `runs` / `history` / `compare` (run directories under ./results): see bench.run.
 """
@@ -28,6 +31,9 @@ from .cli_store import cmd_compare, cmd_history, cmd_runs
 from .errors import UserError
 
 RESULTS_ROOT = Path("results")     # where `run` and `suite` write by default (relative to the working directory)
+
+
+FORCE_HELP = "write over an existing run directory or file given as --out"
 
 
 class _ArgumentError(UserError):
@@ -47,7 +53,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-store", action="store_true", help="do not record the run in the run store")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default="float32", help="float32 (default) or bfloat16 where supported")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or stage log")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or stage log on the terminal (log.txt "
+                   "still gets them)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,10 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="FILE.html", help="also write a page plotting the metric across "
                    "runs (95 %% bands, significant changes marked)")
     p.add_argument("--store", default=None)
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
 
     p = sub.add_parser("report", help="render report.html for run directories (and an index for several)")
     p.add_argument("dirs", nargs="+")
     p.add_argument("--out", default=None, help="index page for several runs (default: ./dlc-bench-report.html)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
 
     p = sub.add_parser("compare", help="runs of one experiment side by side, with the change against the first")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories or run ids (or unique id prefixes) "
@@ -116,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 1 when METRIC got significantly worse than in the first run by more than TOL "
                         "(relative with %%, else absolute; repeatable), e.g. --fail-if 'fd_effnet:+2%%'")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
 
     from .cli_metrics import add_metrics_parsers
     add_metrics_parsers(sub)
@@ -175,7 +186,7 @@ def _store(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .run import execute
+    from .run import check_overwrite, check_writable_dir, execute, run_identity
 
     if args.preset is None and args.config_file is None:
         raise UserError("dlc-bench run needs a config", hint="pass --preset NAME (see `dlc-bench list`) "
@@ -197,6 +208,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else RESULTS_ROOT / f"{args.name}-{loaded.preset}-{stamp}"
     # without --out, an interrupted run of this same command sits in an earlier timestamped directory
     earlier = [] if args.out else sorted(RESULTS_ROOT.glob(f"{args.name}-{loaded.preset}-*"), reverse=True)
+    check_writable_dir(out, "output directory", "--out DIR")
+    check_overwrite(out, "--out DIR", args.force, run_identity(exp, loaded.config, seeds, loaded.preset, points))
     store = _store(args)
     res = execute(exp, loaded.config, preset=loaded.preset, seeds=seeds, out_dir=out, cache_dir=args.cache_dir,
                   store=store, device=args.device, dtype=args.dtype, quiet=args.quiet, resume_dirs=earlier, **sweep)
@@ -217,7 +230,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
     from reports.html import render_index
 
     from .experiment import load_builtin_experiments
-    from .run import check_writable_dir, execute
+    from .run import check_overwrite, check_writable_dir, execute, run_identity
 
     reg = load_builtin_experiments()
     names = [n for n, e in reg.items() if args.preset in e.presets()]
@@ -235,6 +248,10 @@ def cmd_suite(args: argparse.Namespace) -> int:
     sweeps = {n: _sweep_kwargs(points) for n, _, _, _, points in prepared}
     out = Path(args.out) if args.out else RESULTS_ROOT / f"suite-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_writable_dir(out, "output directory", "--out DIR")   # created by the first run
+    check_overwrite(out / "index.html", "--out DIR", args.force)
+    for name, exp, loaded, seeds, points in prepared:
+        check_overwrite(out / name, "--out DIR", args.force, run_identity(exp, loaded.config, seeds, args.preset,
+                                                                          points))
     store = _store(args)
     done, failed = [], []
     t0 = time.perf_counter()
@@ -277,12 +294,14 @@ def _reader(args: argparse.Namespace):
     return RunStore(args.store, writable=False)
 
 
-def _check_out_file(out: Path, option: str = "--out FILE") -> None:
-    from .run import check_writable_dir
+def _check_out_file(out: Path, option: str, force: bool) -> None:
+    """The page `out` of --out can be written: not a directory, its folder writable, no file there unless --force."""
+    from .run import check_overwrite, check_writable_dir
 
     if out.is_dir():
         raise UserError(f"{option.split()[0]} {out} is a directory", hint=f"give a file name with {option}")
     check_writable_dir(out.parent, f"{option.split()[0]} {out}: its folder", option)
+    check_overwrite(out, option, force)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -295,7 +314,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         read_results(d)
     out = Path(args.out or "dlc-bench-report.html")
     if len(args.dirs) > 1 or args.out:
-        _check_out_file(out)
+        _check_out_file(out, "--out FILE", args.force)
     for d in args.dirs:
         finish_interrupted(Path(d))
     if len(args.dirs) == 1 and not args.out:

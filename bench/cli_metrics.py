@@ -2,7 +2,9 @@
 
     dlc-bench metrics --real REF --fake SAMPLES --features inception-v3-compat [--weights FILE]
                       [--resize legacy-tf|clean] --metrics fid,sfid,is,kid,pr,dc,vendi,fd_inf
-                      [--layer L] [--batch-size 64] [--device auto] [--out DIR] [--store FILE | --no-store]
+                      [--layer L] [--batch-size 64] [--device auto] [--out DIR [--force]] [--store FILE | --no-store]
+                      [--keys torch-fidelity]
+    dlc-bench metrics --keys torch-fidelity          our metric names and torch-fidelity's result keys
     dlc-bench ref-stats IMAGES --out ref.npz --features inception-v3-compat [--weights FILE]
 
 REF and SAMPLES are anything `bench.inputs.open_images` reads (image folder, ADM-style .npz with `arr_0`, .npy).
@@ -10,9 +12,11 @@ REF may instead be reference statistics (.npz with `mu`, `sigma`[, `mu_s`, `sigm
 ADM's evaluator): Fréchet-type metrics (fid, sfid, fd_inf) then use them, and the other metrics use the file's
 `arr_0` images when it has them (as ADM's evaluator does with its reference batches), else are refused.
 
-The metrics are printed as one JSON object {metric: value}. The run is recorded in the run store (unless
---no-store) in the results schema of experiments (experiment name "metrics"), and with --out DIR written as
-results.json, results.csv and report.html. Bad input prints one line `error: ...`, exits 2 and writes nothing.
+The metrics are printed as one JSON object {metric: value} (with `--keys torch-fidelity`, the metrics torch-fidelity
+also computes are named by its result keys, `TORCH_FIDELITY_KEYS`; `dlc-bench metrics --keys torch-fidelity` alone
+prints that mapping). The run is recorded in the run store (unless --no-store) in the results schema of experiments
+(experiment name "metrics"), and with --out DIR written as results.json, results.csv and report.html (over a run
+already there only with --force). Bad input prints one line `error: ...`, exits 2 and writes nothing.
 
 This module only parses arguments, calls `bench.evaluate.run_evaluation` (the library path every experiment uses)
 and writes the outputs. Metric names (--metrics, comma-separated) are those of `bench.evaluate.resolve_metrics`:
@@ -39,6 +43,18 @@ __all__ = ["METRICS_COMMANDS", "add_metrics_parsers", "parse_metric_names", "cmd
 
 EXPERIMENT = "metrics"
 EXPERIMENT_VERSION = "1"
+
+# our metric row → torch-fidelity's key in the dict its calculate_metrics returns (the KEY_METRIC_* constants of
+# torch_fidelity.metric_fid / metric_isc / metric_kid / metric_prc), for the metrics defined as torch-fidelity does
+TORCH_FIDELITY_KEYS = {
+    "fid": "frechet_inception_distance",          # inception-v3-compat pool3 (with its legacy-tf resize)
+    "is_fidelity": "inception_score_mean",
+    "is_fidelity_std": "inception_score_std",
+    "kid": "kernel_inception_distance_mean",
+    "kid_std": "kernel_inception_distance_std",
+    "precision": "precision",
+    "recall": "recall",
+}
 
 
 #################################################################################
@@ -185,12 +201,32 @@ def _model_git(args: argparse.Namespace) -> dict | None:
     return None
 
 
+def print_torch_fidelity_keys() -> None:
+    """The table of `TORCH_FIDELITY_KEYS`, and the metrics torch-fidelity has no key for."""
+    from .evaluate import metric_names, resolve_metrics
+
+    print(f"{'dlc-bench':<16} torch-fidelity")
+    for ours, theirs in TORCH_FIDELITY_KEYS.items():
+        print(f"{ours:<16} {theirs}")
+    others = [s.key for s in resolve_metrics(metric_names()) if s.key not in (*TORCH_FIDELITY_KEYS, "fd")]
+    print(f"(no torch-fidelity key, named as ours: {', '.join(others)}; a Fréchet distance on another extractor "
+          "is fd_<extractor>)")
+
+
 def cmd_metrics(args: argparse.Namespace) -> int:
     from .evaluate import is_stats_file
     from .results import environment, git_info
-    from .run import ensure_writable_dir, new_run_id
+    from .run import check_overwrite, ensure_writable_dir, new_run_id
     from .schema import Results, clean_json, write_results
 
+    given = {"--real": args.real, "--fake": args.fake, "--metrics": args.metrics}
+    missing = [opt for opt, v in given.items() if v is None]
+    if args.keys and len(missing) == 3:
+        print_torch_fidelity_keys()
+        return 0
+    if missing:
+        raise UserError(f"the following arguments are required: {', '.join(missing)}",
+                        hint="see `dlc-bench metrics --help`; `--keys torch-fidelity` alone prints the key names")
     names = parse_metric_names(args.metrics)
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -199,6 +235,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         raise UserError(f"--bootstrap must be in [0, 100000], got {args.bootstrap}", hint="e.g. --bootstrap 200")
     if args.out:
         _check_writable_target(Path(args.out), "output directory", "--out DIR", is_dir=True)
+        check_overwrite(Path(args.out), "--out DIR", args.force)
     if args.store and not args.no_store:
         _check_writable_target(Path(args.store), "run store", "--store FILE", is_dir=False)
     for side, value in (("--real", args.real), ("--fake", args.fake)):
@@ -232,7 +269,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     total = time.perf_counter() - t0
     for msg in warned:
         print(f"warning: {msg}", file=sys.stderr)
-    print(json.dumps(clean_json(ev.values), indent=2))
+    values = ev.values if not args.keys else {TORCH_FIDELITY_KEYS.get(k, k): v for k, v in ev.values.items()}
+    print(json.dumps(clean_json(values), indent=2))
 
     from .metrics import METRICS
 
@@ -348,12 +386,16 @@ def _add_extractor_options(p: argparse.ArgumentParser, features_default: str | N
 def add_metrics_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("metrics", help="metrics of generated images against real images or reference statistics",
                        description="Compute metrics of --fake against --real; prints JSON, records the run.")
-    p.add_argument("--real", required=True, help="image folder, .npz/.npy of uint8 images, or reference stats .npz")
-    p.add_argument("--fake", required=True, help="image folder or .npz/.npy of uint8 images")
-    p.add_argument("--metrics", required=True, help="comma-separated metric names (registry keys, groups, aliases): "
+    p.add_argument("--real", help="(required) image folder, .npz/.npy of uint8 images, or reference stats .npz")
+    p.add_argument("--fake", help="(required) image folder or .npz/.npy of uint8 images")
+    p.add_argument("--metrics", help="(required) comma-separated metric names (registry keys, groups, aliases): "
                    "fid, sfid, fd_inf, is, kid, pr, dc, prdc, vendi, vendi_q2, novelty, ...")
+    p.add_argument("--keys", default=None, choices=["torch-fidelity"], help="print the values under "
+                   "torch-fidelity's key names where it has the metric (frechet_inception_distance, ...); alone: "
+                   "print the mapping")
     _add_extractor_options(p, None)
     p.add_argument("--out", default=None, help="write results.json, results.csv and report.html here")
+    p.add_argument("--force", action="store_true", help="write over a run already in --out")
     p.add_argument("--store", default=None, help="run-store SQLite file (default: $DLC_BENCH_STORE or user data dir)")
     p.add_argument("--no-store", action="store_true", help="do not record the run in the run store")
     p.add_argument("--tag", default=None, metavar="NAME", help="the model these samples come from (part of the "

@@ -101,7 +101,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
         from .cli import _check_out_file
 
-        _check_out_file(Path(args.out), "--out FILE.html")
+        _check_out_file(Path(args.out), "--out FILE.html", args.force)
         page = render_history(rows, args.out, args.name, args.metric)
         print(f"page: {page.resolve()}", file=sys.stderr)
     if args.json:
@@ -176,7 +176,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         out = Path(args.out)
         from .cli import _check_out_file
 
-        _check_out_file(out, "--out FILE.html")
+        _check_out_file(out, "--out FILE.html", args.force)
         missing = [name for name, _, d in runs if d is None]
         if missing:
             raise UserError(f"--out needs the run directories, and run {missing[0]} has none",

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .cache import MANIFEST, Stage, StageKey
-from .run import RunContext, resolve_device_dtype
+from .run import RunContext, format_duration, recorded_seconds_from, resolve_device_dtype
 
 __all__ = ["PlanContext", "dry_run"]
 
@@ -76,26 +76,6 @@ class PlanContext(RunContext):
         pass
 
 
-def _minutes(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m} min {s} s" if m else f"{s} s"
-
-
-def _last_run(store: Any, experiment: str, preset: str | None) -> dict | None:
-    """The newest complete recorded run of `experiment` with `preset`, with its results record."""
-    import json
-
-    if store is None:
-        return None
-    try:
-        rows = [r for r in store.runs(experiment=experiment, limit=200)
-                if r["preset"] == preset and r["status"] == "complete"]
-        found = store.find(rows[0]["run_id"]) if rows else []
-        return {**rows[0], "results": json.loads(found[0]["results_json"])} if found else None
-    except Exception:                # an unreadable store gives no estimate, not an error
-        return None
-
-
 def dry_run(experiment: Any, config: Any, *, preset: str | None, seeds: tuple[int, ...], cache_dir: Path,
             store: Any = None, device: str = "auto", dtype: str = "float32",
             sweep: list[tuple[dict, Any]] | None = None) -> str:
@@ -135,17 +115,16 @@ def dry_run(experiment: Any, config: Any, *, preset: str | None, seeds: tuple[in
         lines.append(f"  {'cached ' if p['cached'] else 'compute'}  {p['desc'] + point:<{width}}  {p['key'][:40]}")
     if not complete:
         lines.append("  (the stages after it depend on its output: they are looked up or computed once it exists)")
-    last = _last_run(store, experiment.name, preset)
+    last = store.last_run(experiment.name, preset) if store is not None else None
     if last is None:
         lines.append(f"time: no recorded run of {name} in the run store to estimate from")
     else:
-        stages = last["results"].get("stages", [])
-        first = next((p["desc"] for p in ctx.plan if not p["cached"]), None)
-        at = next((i for i, s in enumerate(stages) if s.get("desc") == first), None)
-        rest = sum(s.get("seconds", 0) for s in stages[at:]) if at is not None else None
+        first = next((p for p in ctx.plan if not p["cached"]), None)
+        found = recorded_seconds_from(last["results"].get("stages") or [], first["desc"], first.get("point")
+                                      ) if first else None
         commit = (last.get("git_commit") or "?")[:7]
         lines.append(f"time: the last recorded {name} run ({last['run_id']}, commit {commit}) took "
-                     f"{_minutes(last['wall_s'] or 0)}" + (f"; its stages from {first!r} on took {_minutes(rest)}"
-                                                           if rest is not None else ""))
+                     f"{format_duration(last['wall_s'] or 0)}" + (f"; its stages from {first['desc']!r} on took "
+                                                                  f"{format_duration(found[1])}" if found else ""))
     lines.append("nothing was computed or written")
     return "\n".join(lines)

@@ -21,7 +21,14 @@ writers). It is called by the next invocation that looks at the directory: `exec
 (the same `dlc-bench run` command; when that interrupted run is the very run asked for, same experiment,
 version, config, code, seeds and sweep, it is returned as is instead of run again), `dlc-bench report DIR`,
 and `dlc-bench runs` / `history` / `compare` for the run directories under ./results. Nothing else is repaired
-behind the user's back: a complete run (no such file) is run again when asked, as before.
+behind the user's back: a complete run (no such file) is run again when asked, as before (the command line asks
+for --force before it writes over a directory holding a run: `check_overwrite`).
+
+The run's log: every `ctx.log` line goes to stderr through tqdm (above any progress bar) and, with a timestamp,
+to out/log.txt (written with the results; --quiet silences the terminal only), as do the warnings raised while the
+experiment runs (`warnings.warn` of torch, scikit-learn, our metrics...): in the log, not on the terminal, which
+gets one line counting them. Each stage prints `stage k/N`, the time elapsed and an ETA, both N and the ETA from
+the last recorded run of the same experiment and preset in the run store (its stages from this one on).
 """
 from __future__ import annotations
 
@@ -33,6 +40,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
 
@@ -89,6 +97,47 @@ def ensure_writable_dir(path: Path, what: str, option: str) -> Path:
         raise UserError(f"{what} {path} is not writable ({e.strerror or e})", hint=f"choose another location "
                         f"with {option}") from None
     return path
+
+
+def check_overwrite(path: Path, option: str, force: bool, identity: dict | None = None) -> None:
+    """Unless `force` (--force), a UserError when writing `path` would write over earlier output: an existing
+    file, or a directory holding a run (its results.json) — except this very run (`run_identity`), interrupted
+    after its results.json, which the same command finishes instead (`execute`). Creates nothing."""
+    path = Path(path).expanduser()
+    if force or not path.exists():
+        return
+    if path.is_dir():
+        if not (path / RESULTS_JSON).is_file() or (identity is not None and _interrupted_run_of(path, identity)):
+            return
+        try:
+            problem = f"{path} already holds run {read_results(path).run_id}"
+        except (OSError, ValueError, UserError):
+            problem = f"{path} already holds a {RESULTS_JSON}"
+    else:
+        problem = f"{path} already exists"
+    raise UserError(f"{option.split()[0]} {problem}", hint=f"pass --force to overwrite it, or another {option}")
+
+
+def _interrupted_run_of(out_dir: Path, identity: dict) -> bool:
+    try:
+        return (out_dir / FINISHING).is_file() and identity_of(read_results(out_dir)) == identity
+    except (OSError, ValueError, UserError):
+        return False
+
+
+def format_duration(seconds: float) -> str:
+    """'23 min 0 s', '42 s'."""
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s} s" if m else f"{s} s"
+
+
+def recorded_seconds_from(stages: list[dict], desc: str, point: dict | None = None, start: int = 0
+                          ) -> tuple[int, float] | None:
+    """(index, seconds) of the stage `desc` (at sweep point `point`) in a recorded run's `stages`, looked for from
+    index `start` on, and the seconds that run spent in it and in every stage after it; None if it had none."""
+    at = next((i for i in range(start, len(stages)) if stages[i].get("desc") == desc
+               and (stages[i].get("point") or None) == (point or None)), None)
+    return None if at is None else (at, sum(s.get("seconds", 0) for s in stages[at:]))
 
 
 def _missing_dirs(path: Path) -> list[Path]:
@@ -170,6 +219,12 @@ class RunContext:
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.stage_log: list[dict] = []
         self.display_hints: dict[str, Any] = {}
+        self.started = time.perf_counter()
+        self.log_lines: list[str] = []          # out/log.txt: every log line and warning, with a timestamp
+        self.warnings: list[str] = []
+        self.recorded_stages: list[dict] = []   # the last recorded run's stages: `stage k/N` and the ETA
+        self._recorded_at = 0
+        self._stages_started = 0
 
     # ---------------------------------------------------------------- stages
     def key(self, stage: Stage, config: Any, *, upstream: Iterable[StageKey] = (), seed: int | None = None
@@ -183,11 +238,10 @@ class RunContext:
         label = desc or stage.name
         t0 = time.perf_counter()
         hit, value = self.cache.load(key, stage.load)
+        self.log(self._stage_line(label, hit))
         if hit:
             seconds = time.perf_counter() - t0
-            self.log(f"[cached] {label}")
         else:
-            self.log(f"[stage] {label}")
             value = compute()
             seconds = time.perf_counter() - t0
             if self.is_main:
@@ -199,6 +253,23 @@ class RunContext:
         self.stage_log.append({"stage": stage.name, "desc": label, "cached": hit, "seconds": seconds,
                                "key_hash": key.hash, **({"point": dict(self.row_labels)} if self.row_labels else {})})
         return value
+
+    def _stage_line(self, label: str, cached: bool) -> str:
+        """'stage k/N [cached|compute] label · 3 min 2 s elapsed · ETA 12 min 5 s', N and the ETA from the last
+        recorded run (`recorded_stages`: its seconds from this stage on, this one left out when cached now); '?'
+        where there is no such run or it had no such stage."""
+        self._stages_started += 1
+        k = self._stages_started
+        total = str(max(k, len(self.recorded_stages))) if self.recorded_stages else "?"
+        found = recorded_seconds_from(self.recorded_stages, label, self.row_labels, self._recorded_at)
+        eta = "?"
+        if found is not None:
+            self._recorded_at, rest = found[0] + 1, found[1]
+            if cached:
+                rest -= self.recorded_stages[found[0]].get("seconds", 0)
+            eta = format_duration(rest)
+        return (f"stage {k}/{total} [{'cached' if cached else 'compute'}] {label} · "
+                f"{format_duration(time.perf_counter() - self.started)} elapsed · ETA {eta}")
 
     @property
     def is_main(self) -> bool:
@@ -229,8 +300,26 @@ class RunContext:
                     file=sys.stderr, mininterval=0.5)
 
     def log(self, message: str) -> None:
-        if not self.quiet and self.is_main:
-            print(f"[{self.experiment.name}] {message}", file=sys.stderr, flush=True)
+        """A line on stderr, written above any progress bar (silent when quiet), and in log.txt."""
+        if not self.is_main:
+            return
+        line = f"[{self.experiment.name}] {message}"
+        self.record(line)
+        if not self.quiet:
+            from tqdm.auto import tqdm
+
+            tqdm.write(line, file=sys.stderr)
+
+    def record(self, line: str) -> None:
+        """A line in log.txt only, with a timestamp."""
+        self.log_lines.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}")
+
+    def warning(self, message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                file: Any = None, line: str | None = None) -> None:
+        """`warnings.showwarning` while the experiment runs: the warning goes to log.txt, not to the terminal."""
+        text = f"{category.__name__}: {' '.join(str(message).split())} ({filename}:{lineno})"
+        self.warnings.append(text)
+        self.record(f"warning: {text}")
 
     # ---------------------------------------------------------------- outputs
     def add_metric(self, metric: str, value: float, *, higher_is_better: bool | None, ci_low: float | None = None,
@@ -310,6 +399,7 @@ def new_run_id(experiment: str) -> str:
 
 
 FINISHING = ".dlc-bench-finishing.json"
+LOG_TXT = "log.txt"
 
 
 def run_identity(experiment: Experiment, config: Any, seeds: Iterable[int], preset: str | None,
@@ -446,12 +536,30 @@ def _execute(experiment: Experiment, config: Any, *, preset: str | None, seeds: 
                      device=dev, dtype=dt, quiet=quiet)
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     t0 = time.perf_counter()
+    ctx.record(f"{experiment.name} preset {preset}, seeds {list(seeds)}, {dev} {str(dt).replace('torch.', '')}, "
+               f"output {out_dir}")
+    last = store.last_run(experiment.name, preset) if store is not None else None
+    if last is not None:
+        ctx.recorded_stages = list(last["results"].get("stages") or [])
+        ctx.log(f"the last recorded run ({last['run_id']}) had {len(ctx.recorded_stages)} stages and took "
+                f"{format_duration(last['wall_s'] or 0)}: the stage count and ETAs below come from it")
     points = sweep or [({}, config)]
-    for labels, point_config in points:
-        ctx.config, ctx.row_labels = point_config, dict(labels)
-        if labels:
-            ctx.log("sweep point " + ", ".join(f"{k}={v}" for k, v in labels.items()))
-        experiment.fn(ctx)
+    try:
+        with warnings.catch_warnings():
+            if ctx.is_main:
+                warnings.showwarning = ctx.warning
+            for labels, point_config in points:
+                ctx.config, ctx.row_labels = point_config, dict(labels)
+                if labels:
+                    ctx.log("sweep point " + ", ".join(f"{k}={v}" for k, v in labels.items()))
+                experiment.fn(ctx)
+    except BaseException as e:
+        if not isinstance(e, UserError):   # a crash writes no log.txt: its warnings are shown (bad input: one line)
+            for text in ctx.warnings:
+                print(f"warning: {text}", file=sys.stderr)
+        raise
+    if ctx.warnings:
+        ctx.log(f"{len(ctx.warnings)} warning(s) while running, written to {out_dir / LOG_TXT}")
     ctx.config, ctx.row_labels = config, {}
     total = time.perf_counter() - t0
     metrics = ctx.metrics + aggregate_over_seeds(ctx.metrics)
@@ -473,6 +581,7 @@ def _execute(experiment: Experiment, config: Any, *, preset: str | None, seeds: 
         sweep=sweep_record)
     if not ctx.is_main:  # under torchrun only rank 0 writes results, the report and the store record
         return results
+    atomic_write_bytes(out_dir / LOG_TXT, "".join(f"{line}\n" for line in ctx.log_lines).encode())
     finish_run(out_dir, results, store, render)
     return results
 

@@ -154,6 +154,18 @@ class RunStore:
         args.append(limit)
         return self._read(q, args)
 
+    def last_run(self, experiment: str, preset: str | None) -> dict | None:
+        """The newest complete recorded run of `experiment` with `preset`, with its results record ('results');
+        None when there is none or the store cannot be read (the estimates made from it are then left out)."""
+        try:
+            rows = [r for r in self.runs(experiment=experiment, limit=200)
+                    if r["preset"] == preset and r["status"] == "complete"]
+            found = self.find(rows[0]["run_id"]) if rows else []
+            results = json.loads(found[0]["results_json"]) if found else None
+        except Exception:            # an unreadable store gives no estimate, not an error
+            return None
+        return {**rows[0], "results": results} if isinstance(results, dict) else None
+
     def run(self, run_id: str) -> dict | None:
         """The recorded row of `run_id` (with its out_dir), or None."""
         rows = self._read("SELECT run_id, experiment, preset, config_hash, out_dir, finished_at, status FROM runs "

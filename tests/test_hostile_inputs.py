@@ -224,6 +224,11 @@ def _readonly_out(world: Path, inputs: Path) -> None:
     os.chmod(world / "ro", 0o500)
 
 
+def _finished_suite(world: Path, inputs: Path) -> None:
+    (world / "suite").mkdir()
+    (world / "suite" / "index.html").write_text("<html>an earlier suite's index</html>\n")
+
+
 def _options(base: list[str], option: str, rows: list[tuple[str, str, str]], **kw) -> list[Case]:
     """One Case per (id, value of `option`, fragment) row, appended to the command line `base`."""
     return [Case(case_id, [*base, option, value], fragment, **kw) for case_id, value, fragment in rows]
@@ -300,6 +305,9 @@ CASES = [
     Case("run-cache-below-a-file", [*RUN, "--cache-dir", "{in}/blocker/cache"], "--cache-dir"),
     Case("run-store-garbage", [*RUN, "--store", "{in}/garbage.sqlite"], "garbage.sqlite"),
     Case("run-store-below-a-file", [*RUN, "--store", "{in}/blocker/runs.sqlite"], "--store"),
+    Case("run-out-holds-a-run", ["run", "toy-mixture", "--preset", "smoke", "--out", "{in}/runs/good_a"], "--force"),
+    Case("suite-out-holds-a-suite", ["suite", "smoke", "--only", "toy-mixture", "--out", "{world}/suite"], "--force",
+         setup=_finished_suite),
     # ---------------------------------------------------------------- metrics
     Case("metrics-unknown-metric", ["metrics", *REAL, "--fake", "{in}/imgs2", "--features", "pixels",
                                     "--metrics", "fdi"], "'fid'"),
@@ -339,6 +347,8 @@ CASES = [
     Case("metrics-out-readonly", ["metrics", *REAL, "--fake", "{in}/imgs2", "--features", "pixels",
                                   "--metrics", "fid", "--out", "{world}/ro/out"], "--out", setup=_readonly_out,
          root_skip=True),
+    Case("metrics-out-holds-a-run", ["metrics", *REAL, "--fake", "{in}/imgs2", "--features", "pixels",
+                                     "--metrics", "fid", "--out", "{in}/runs/good_a"], "--force"),
     Case("metrics-store-garbage", [*PIX, *REAL, "--fake", "{in}/imgs2", "--store", "{in}/garbage.sqlite"],
          "garbage.sqlite"),
     Case("metrics-missing-required", ["metrics", *REAL, "--metrics", "fid", "--features", "pixels"], "--fake"),
@@ -366,6 +376,8 @@ CASES = [
          "trunc"),
     Case("report-out-below-a-file", ["report", "{in}/runs/good_a", "--out", "{in}/blocker/index.html"], "--out"),
     Case("report-out-is-a-dir", ["report", "{in}/runs/good_a", "{in}/runs/good_b", "--out", "{world}"], "--out"),
+    Case("report-out-exists", ["report", "{in}/runs/good_a", "{in}/runs/good_b", "--out",
+                               "{in}/runs/good_a/report.html"], "--force"),
     # ---------------------------------------------------------------- compare
     Case("compare-one-run", ["compare", "{in}/runs/good_a"], "two"),
     Case("compare-unknown-run-id", ["compare", "{in}/runs/good_a", "20260101-000001-toy-mixture-bbbbbx",
@@ -376,6 +388,8 @@ CASES = [
     Case("compare-bad-run-dir", ["compare", "{in}/runs/good_a", "{in}/runs/badrow"], "badrow"),
     Case("compare-out-without-dirs", ["compare", "20260101-000003-metrics-dddddd", "{in}/runs/good_a", "--store",
                                       "{in}/store.sqlite", "--out", "{world}/cmp.html"]),
+    Case("compare-out-exists", ["compare", "{in}/runs/good_a", "{in}/runs/good_b", "--out",
+                                "{in}/runs/good_a/report.html"], "--force"),
     Case("compare-store-garbage", ["compare", "run-a", "run-b", "--store", "{in}/garbage.sqlite"], "garbage.sqlite"),
     # ---------------------------------------------------------------- history, runs, the parser
     Case("history-unknown-metric", ["history", "toy-mixture", "kl_symetric", "--store", "{in}/store.sqlite"],
@@ -384,6 +398,8 @@ CASES = [
          "Did you mean 'toy-mixture'"),
     Case("history-unknown-config-hash", ["history", "toy-mixture", "kl_symmetric", "--config-hash", "0123456789abcdeg",
                                          "--store", "{in}/store.sqlite"], "config hash"),
+    Case("history-out-exists", ["history", "toy-mixture", "kl_symmetric", "--store", "{in}/store.sqlite", "--out",
+                                "{in}/runs/good_a/report.html"], "--force"),
     Case("history-store-garbage", ["history", "toy-mixture", "kl_symmetric", "--store", "{in}/garbage.sqlite"],
          "garbage.sqlite"),
     Case("history-store-is-a-dir", ["history", "toy-mixture", "kl_symmetric", "--store", "{in}/runs"], "--store"),

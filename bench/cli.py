@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 1 when METRIC got significantly worse than in the first run by more than TOL "
                         "(relative with %%, else absolute; repeatable), e.g. --fail-if 'fd_effnet:+2%%'")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.add_argument("--cache-dir", default=None, help="where the runs' features are stored, for a paired bootstrap "
+                   "of Fréchet-distance differences (default: $DLC_BENCH_CACHE or the user cache dir)")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
 
     from .cli_metrics import add_metrics_parsers

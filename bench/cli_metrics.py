@@ -332,6 +332,9 @@ def cmd_ref_stats(args: argparse.Namespace) -> int:
     if out.suffix != ".npz":
         raise UserError(f"--out {out} must end in .npz (the ADM reference statistics format)")
     _check_writable_target(out, "output file", "--out FILE", is_dir=False)
+    from .outdir import check_overwrite
+
+    check_overwrite(out, "--out FILE.npz", args.force)
     if not Path(args.images).expanduser().exists():
         raise UserError(f"{args.images} does not exist", hint="pass an image folder or an .npz/.npy of uint8 images")
     if args.batch_size < 1:
@@ -409,6 +412,7 @@ def add_metrics_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ref-stats", help="build ADM-format reference statistics (.npz: mu, sigma, mu_s, sigma_s)")
     p.add_argument("images", help="image folder or .npz/.npy of uint8 images")
     p.add_argument("--out", required=True, help="output .npz file")
+    p.add_argument("--force", action="store_true", help="write over an existing --out file")
     _add_extractor_options(p, "inception-v3-compat")
 
 

@@ -181,10 +181,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if missing:
             raise UserError(f"--out needs the run directories, and run {missing[0]} has none",
                             hint="compare without --out, or pass the run directories")
-    from .compare import compare_runs, format_comparison, gate, parse_fail_if
+    from .compare import compare_runs, format_comparison, gate, parse_fail_if, stored_features
 
     gates = parse_fail_if(args.fail_if)
-    cmps = [compare_runs(runs[0][1], res) for _, res, _ in runs[1:]]        # every run against the first
+    load = stored_features(args.cache_dir)             # stored features: FD differences get a paired bootstrap
+    cmps = [compare_runs(runs[0][1], res, features=load) for _, res, _ in runs[1:]]   # every run against the first
     failed = [f"{c['b']}: {f}" for c in cmps for f in gate(c, gates)]
     if args.json:
         print(json.dumps({"comparisons": cmps, "failed": failed}, indent=2, default=str))

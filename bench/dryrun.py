@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .cache import MANIFEST, Stage, StageKey
-from .run import RunContext, format_duration, recorded_seconds_from, resolve_device_dtype
+from .run import RunContext, resolve_device_dtype
+from .store import format_duration, recorded_seconds_from
 
 __all__ = ["PlanContext", "dry_run"]
 

@@ -35,7 +35,8 @@ class ImageEvaluation:
     def _features(self, images: torch.Tensor, upstream: Any, what: str):
         key = self.ctx.key(sfeat.FEATURES, self.fcfg, upstream=[upstream])
         return self.ctx.stage(sfeat.FEATURES, key, lambda: sfeat.extract(self.ctx, self.extractor, images,
-                                                                          self.cfg.feature_batch_size),
+                                                                          self.cfg.feature_batch_size,
+                                                                          f"{self.cfg.features} features: {what}"),
                               desc=f"{self.cfg.features} features: {what}")
 
     def __call__(self, variant: str, images: torch.Tensor, k_images: Any, seed: int, *, reconstruction: bool,
@@ -52,7 +53,7 @@ class ImageEvaluation:
             ctx.add_samples(variant, images, f"{variant} samples (ADM npz: arr_0 N×H×W×3 uint8"
                             + ("; source: the held-out images whose representations conditioned them)" if reconstruction
                                else ")"), **({"source": source} if reconstruction else {}))
-        fake = self._features(images, k_images, variant)
+        fake = self._features(images, k_images, f"{variant} seed={seed}")
         layer = self.extractor.default_layer
         ctx.add_rows(evaluate(real={layer: self.real}, fake={layer: fake}, extractor=self.extractor,
                               metrics=IMAGE_METRICS, bootstrap=self.cfg.bootstrap, seed=seed,

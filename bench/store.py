@@ -219,3 +219,18 @@ class RunStore:
             d.update(json.loads(d.pop("labels")))
             rows.append(d)
         return rows
+
+
+def format_duration(seconds: float) -> str:
+    """'23 min 0 s', '42 s'."""
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s} s" if m else f"{s} s"
+
+
+def recorded_seconds_from(stages: list[dict], desc: str, point: dict | None = None, start: int = 0
+                          ) -> tuple[int, float] | None:
+    """(index, seconds) of the stage `desc` (at sweep point `point`) in a recorded run's `stages`, looked for from
+    index `start` on, and the seconds that run spent in it and in every stage after it; None if it had none."""
+    at = next((i for i in range(start, len(stages)) if stages[i].get("desc") == desc
+               and (stages[i].get("point") or None) == (point or None)), None)
+    return None if at is None else (at, sum(s.get("seconds", 0) for s in stages[at:]))

@@ -148,6 +148,16 @@ def test_metrics_out_over_a_run_needs_force(world, capsys):
     assert cli(capsys, *argv, "--force")[0] == 0 and run_id(world / "m") != first
 
 
+def test_ref_stats_out_over_a_file_needs_force(world, capsys):
+    real = _images(world / "real.npz", 0)
+    argv = ["ref-stats", real, "--out", world / "ref.npz", "--features", "pixels", "--no-cache", "--quiet"]
+    assert cli(capsys, *argv)[0] == 0
+    before = tree(world)
+    rc, _, err = cli(capsys, *argv)
+    assert refused(rc, err, "--out FILE.npz") and tree(world) == before, err
+    assert cli(capsys, *argv, "--force")[0] == 0
+
+
 def test_report_compare_and_history_pages_need_force_to_replace_a_file(world, capsys):
     for size in (3, 4):
         assert cli(capsys, "run", "conv-tiny", "--preset", "smoke", "--set", f"size={size}", "--out",

@@ -285,3 +285,13 @@ def test_stored_features_give_a_paired_bootstrap_of_the_fd_difference(cached_run
     empty = stored_features(cached_runs["cache"].parent / "no-cache")
     assert next(d for d in compare_runs(a, b, features=empty)["differences"]
                 if d["metric"] == "fd_pixels")["method"] == "intervals"
+
+
+def test_the_compare_command_reads_the_stored_features(cached_runs, capsys):
+    """`dlc-bench compare --cache-dir` on the two cached runs' directories: the FD line says 'paired bootstrap'."""
+    a_dir, b_dir = (cached_runs["cache"].parent / n for n in ("a", "b"))
+    rc, out, _ = _compare(capsys, a_dir, b_dir, "--cache-dir", cached_runs["cache"])
+    line = next(ln for ln in out.splitlines() if ln.startswith("fd_pixels"))
+    assert rc == 0 and line.endswith("worse (paired bootstrap)"), line
+    rc, out, _ = _compare(capsys, a_dir, b_dir, "--cache-dir", cached_runs["cache"].parent / "elsewhere")
+    assert next(ln for ln in out.splitlines() if ln.startswith("fd_pixels")).endswith("worse (intervals)")

@@ -135,8 +135,12 @@ def test_numbers_unchanged_by_the_move_to_shared_stages(smoke_run):
     before = _per_seed(json.loads(BEFORE.read_text()))
     now = _per_seed(res)
     assert before.keys() <= now.keys()     # new metrics since (factor agreement, code-swap gap, …) come on top
-    for k, v in before.items():
-        assert now[k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
+    # the SEDD prior's categorical draws flip where two tokens' probabilities tie to float rounding, which differs
+    # between CPUs (code_tv of the dlc draws: 0.2116 recorded, 0.2090 on an AMD EPYC, 2026-12-03); the ε-DiT of
+    # the time ignores its code, so nothing downstream of those draws moves
+    tol = lambda k: 2e-2 if k[:2] == ("code_tv", "dlc") else 1e-4
+    off = {k: (now[k], v) for k, v in before.items() if now[k] != pytest.approx(v, rel=tol(k), abs=1e-6)}
+    assert not off, off
 
 
 def test_changing_a_sampling_setting_recomputes_only_downstream(smoke_run):
@@ -336,3 +340,57 @@ def test_findings_claim_only_what_the_intervals_support():
     rows[1] = fd(110, 108, 112, "dlc")
     assert "dlc 110 [108, 112] against unconditional 100 [98, 105]: NOT lower" in " ".join(
         conditioning_findings(rows, "fd_effnet", 0))
+
+
+def test_vary_dit_retrains_only_the_dits_and_pairs_the_fd_gaps(smoke_run):
+    """`vary: [dit]` with two seeds: one encoder, one set of codes, one SEDD prior and its samples (the first
+    seed's, from the cache), two pairs of DiTs; per seed a row FD(variant) − FD(unconditional) equal to the
+    difference of that seed's FD rows, and the across-seed finding."""
+    exp, _, _, root, _ = smoke_run
+    cfg, _ = load_config(exp.config_cls, "dlc-pipeline", "smoke", ["vary=[dit]"])
+    res = execute(exp, cfg, preset="smoke", seeds=[0, 1], out_dir=root / "vary", cache_dir=root / "cache",
+                  device="cpu", quiet=True, render=False)
+    computed = [s["stage"] for s in res["stages"] if not s["cached"]]
+    assert computed.count("dit") == 2 and "encoder" not in computed and "sedd" not in computed
+    assert "prior-samples" not in computed and "codes" not in computed
+    for seed in (0, 1):
+        fd = {r["variant"]: r["value"] for r in _rows(res, "fd_effnet", seed=seed)}
+        (gap,) = _rows(res, "fd_effnet_gap", seed=seed, variant="dlc-recon")
+        assert gap["value"] == pytest.approx(fd["dlc-recon"] - fd["unconditional"], abs=1e-12)
+        assert not _rows(res, "fd_effnet_gap", seed=seed, variant="real-train")
+    assert len(_rows(res, "probe_top1", factor="colour", representation="dlc")) == 1   # one encoder, probed once
+    assert any(n.startswith("Finding (2 seeds, each retraining dit): fd_effnet(dlc-recon) − fd_effnet(uncond")
+               for n in res["notes"])
+    with pytest.raises(UserError, match="vary"):
+        load_config(exp.config_cls, "dlc-pipeline", "smoke", ["vary=[dits]"])
+
+
+def test_gap_findings_decide_only_where_the_interval_excludes_zero():
+    from bench.experiments.dlc_pipeline_report import gap_findings
+    from bench.schema import metric_row
+
+    def gap(v, seed, variant="dlc"):
+        return metric_row("fd_effnet_gap", v, higher_is_better=False, variant=variant, seed=seed,
+                          against="unconditional")
+
+    below = gap_findings([gap(-5, 0), gap(-6, 1), gap(-5.5, 2)], "fd_effnet", ("dit",))
+    assert len(below) == 1 and ": below the unconditional DiT;" in below[0] and "per seed 0: -5, 1: -6, 2: -5.5" in below[0]
+    mixed = gap_findings([gap(13.2, 0), gap(-6.3, 1)], "fd_effnet", ("encoder", "prior", "dit"))
+    assert "undecided (the interval holds 0)" in mixed[0] and "each retraining encoder + prior + dit" in mixed[0]
+    assert gap_findings([gap(3, 0)], "fd_effnet", ("dit",)) == []          # one seed: no across-seed claim
+
+
+def test_compare_pairs_the_fd_of_two_pipeline_runs_over_their_stored_features(smoke_run):
+    """Two smoke runs that differ in the DiT's sampling steps: `compare` finds each variant's features in the stage
+    cache and gives its FD difference a paired bootstrap (sample i of both runs comes from the same noise)."""
+    from bench.compare import compare_runs, stored_features
+
+    exp, _, seeds, root, first = smoke_run
+    cfg, _ = load_config(exp.config_cls, "dlc-pipeline", "smoke", ["dit_sampling.steps=5"])
+    res = execute(exp, cfg, preset="smoke", seeds=seeds, out_dir=root / "steps5", cache_dir=root / "cache",
+                  device="cpu", quiet=True, render=False)
+    cmp = compare_runs(first, res, features=stored_features(root / "cache"))
+    fd = {d["labels"]["variant"]: d for d in cmp["differences"] if d["metric"] == "fd_effnet"}
+    assert fd["dlc"]["method"] == fd["unconditional"]["method"] == "paired bootstrap"
+    assert fd["real-train"]["verdict"] == "identical"     # no DiT: the same images
+    assert all(d["ci"][0] <= d["delta"] <= d["ci"][1] for d in fd.values() if d["delta"])

@@ -202,7 +202,8 @@ def test_toy_mixture_smoke_run(tmp_path):
     now = {(r["metric"], r["variant"], r["n_modes"], r["seed"]): r["value"] for r in rows if r.get("seed") is not None}
     assert len(now) == len(before)
     for r in before:
-        assert now[(r["metric"], r["variant"], r["n_modes"], r["seed"])] == pytest.approx(r["value"], rel=1e-6,
+        # 1e-5: float sums of the KDE differ between CPUs (1.5e-6 relative on an AMD EPYC, 2026-12-03)
+        assert now[(r["metric"], r["variant"], r["n_modes"], r["seed"])] == pytest.approx(r["value"], rel=1e-5,
                                                                                           abs=1e-9), r
 
 
@@ -249,3 +250,15 @@ def test_every_toy_setting_is_in_a_stage_key_or_declared_outside():
 
     placed = {f.name for c in st.STAGE_CONFIGS for f in dataclasses.fields(c)} | set(tm.NOT_IN_KEYS)
     assert fields == placed, {"not in any key": fields - placed, "unknown": placed - fields}
+
+
+def test_the_trend_finding_claims_only_what_the_intervals_support():
+    from bench.experiments.toy_mixture_report import trend
+
+    row = lambda v, lo, hi: {"value": v, "ci_low": lo, "ci_high": hi}
+    assert trend([row(1, .9, 1.1), row(2, 1.9, 2.1), row(3, 2.9, 3.1)], 9, 900).startswith("grows with N, each")
+    mixed = trend([row(1, .5, 1.5), row(1.2, .7, 1.7), row(3, 2.5, 3.5)], 9, 900)
+    assert "neighbouring N overlap, but N=900 is above N=9" in mixed
+    assert "not clearly above" in trend([row(1, 0, 2), row(1.5, .5, 2.5)], 9, 900)
+    assert "one seed" in trend([row(1, 1, 1), row(2, 2, 2)], 9, 900)
+    assert trend([row(2, 1.9, 2.1), row(1, .9, 1.1)], 9, 900) == "does not grow monotonically with N"

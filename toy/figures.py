@@ -41,35 +41,6 @@ def samples_grid(data: Mapping[int, np.ndarray], samples: Mapping[tuple[str, int
     return fig
 
 
-def kl_vs_modes(summary: Mapping[tuple[str, str], Sequence[tuple[int, float, float, float]]], variants: Sequence[str],
-                floor: Sequence[tuple[int, float, float, float]] | None = None):
-    """Two panels: KL(p‖q̂) with the estimator floor, and the floor-corrected excess; error bars = CI.
-
-    `summary[(metric, variant)]` is a list of (n_modes, mean, ci_low, ci_high)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, metric, title in ((axes[0], "kl_forward", "KL(p_data ‖ p_model), KDE estimate"),
-                              (axes[1], "kl_excess", "KL excess over the estimator floor")):
-        for v in variants:
-            pts = sorted(summary.get((metric, v), []))
-            if not pts:
-                continue
-            n, m, lo, hi = map(np.array, zip(*pts))
-            ax.errorbar(n, m, yerr=[m - lo, hi - m], marker="o", ms=4, capsize=3, label=v,
-                        color=VARIANT_COLORS.get(v))
-        if metric == "kl_forward" and floor:
-            n, m, lo, hi = map(np.array, zip(*sorted(floor)))
-            ax.errorbar(n, m, yerr=[m - lo, hi - m], ls="--", marker=".", capsize=2, color=VARIANT_COLORS["data"],
-                        label="floor (true samples)")
-        ax.set_xscale("log")
-        ax.set_xlabel("number of modes N")
-        ax.set_ylabel("nats")
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 def score_fields(fields: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]], centers: np.ndarray):
     """Heatmap of |score| with the (normalised) vector field; one panel per (title, X, Y, S) with S (H, W, 2)."""
     fig, axes = plt.subplots(1, len(fields), figsize=(4.6 * len(fields), 4.2), squeeze=False)

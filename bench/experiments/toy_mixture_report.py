@@ -89,11 +89,26 @@ def add_notes(ctx: RunContext, cfg: ToyMixtureConfig) -> None:
         for metric in ("kl_excess", "kl_excess_cv", "kl_symmetric"):
             vals = [agg.get((metric, "unconditional", n)) for n in sorted(cfg.n_modes)]
             if all(vals):
-                grows = all(b["value"] > a["value"] for a, b in zip(vals, vals[1:]))
                 others = [agg.get((metric, v, hi)) for v in cfg.variants if v != "unconditional"]
                 below = all(o and o["ci_high"] < vals[-1]["ci_low"] for o in others) if others else False
-                ctx.note(f"Finding ({metric}): unconditional {'grows monotonically' if grows else 'does not grow monotonically'} "
-                         f"with N; at N={hi} the conditional variants are "
-                         f"{'below it with non-overlapping 95 % intervals' if below else 'not all clearly below it'}.")
+                ctx.note(f"Finding ({metric}): unconditional {trend(vals, lo, hi)}; at N={hi} the conditional "
+                         f"variants are {'below it with non-overlapping 95 % intervals' if below else 'not all clearly below it'}.")
     ctx.note(f"Sampling: {cfg.sample_steps} respaced ancestral steps of {cfg.diffusion_steps}"
              + (", x̂0 clamped to the training data's bounding box." if cfg.clip_x0 else "."))
+
+
+def trend(vals: list[dict], lo: int, hi: int) -> str:
+    """What the seed-aggregated rows `vals` (one per N, increasing) support about growth with N: a claim of growth
+    needs intervals that separate, not only means that increase."""
+    steps = list(zip(vals, vals[1:]))
+    intervals = all(r.get("ci_low") is not None and r["ci_high"] > r["ci_low"] for r in vals)
+    if not all(b["value"] > a["value"] for a, b in steps):
+        return "does not grow monotonically with N"
+    if not intervals:
+        return "grows monotonically with N in its mean (no intervals: one seed)"
+    if all(b["ci_low"] > a["ci_high"] for a, b in steps):
+        return "grows with N, each N's 95 % interval above the previous one's"
+    return ("grows monotonically with N in its mean; the intervals of neighbouring N overlap, "
+            + (f"but N={hi} is above N={lo} with non-overlapping 95 % intervals" if vals[-1]["ci_low"] >
+               vals[0]["ci_high"] else f"and N={hi} is not clearly above N={lo}"))
+

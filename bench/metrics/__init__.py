@@ -145,11 +145,12 @@ _register("density", _member("prdc", "density"), True, 1, "Density (Naeem 2020):
           aliases=("dc",))
 _register("coverage", _member("prdc", "coverage"), True, 1, "Coverage (Naeem 2020): k=5, <", 6, group="prdc",
           aliases=("dc",))
-_register("vendi", lambda *, fake, q=1, **kw: vendi_score(fake, q=q, **kw), True, 1,
-          "Vendi score of order 1 (cosine kernel, float64, dual path when n > d)", 1, inputs=("fake",))
-_register("vendi_q2", lambda *, fake, **kw: vendi_score(fake, q=2, **kw), True, 1,
+_register("vendi", lambda *, fake, q=1, **kw: vendi_score(fake, q=q, **kw), None, 1,
+          "Vendi score of order 1 (cosine kernel, float64, dual path when n > d); no direction: a sample set should "
+          "match the data's diversity, not exceed it", 1, inputs=("fake",))
+_register("vendi_q2", lambda *, fake, **kw: vendi_score(fake, q=2, **kw), None, 1,
           "Vendi score of order 2", 1, inputs=("fake",))
-_register("vendi_qinf", lambda *, fake, **kw: vendi_score(fake, q="inf", **kw), True, 1,
+_register("vendi_qinf", lambda *, fake, **kw: vendi_score(fake, q="inf", **kw), None, 1,
           "Vendi score of order ∞ (1 / largest eigenvalue)", 1, inputs=("fake",))
 _register("probe_top1", _member("probe", "probe_top1"), True, 1,
           "Linear-probe top-1 test accuracy (multinomial logistic regression, C chosen on val); "

@@ -10,9 +10,12 @@ from ..cache import Stage
 from .base import gather_block, rank_block
 
 
-def extract(ctx: Any, extractor, images: torch.Tensor, batch_size: int) -> np.ndarray:
+def extract(ctx: Any, extractor, images: torch.Tensor, batch_size: int, desc: str = "features") -> np.ndarray:
+    """Features of `images` (this rank's block, gathered), with a progress bar over the images."""
     lo, hi = rank_block(len(images), ctx.rank, ctx.world_size)
-    f = extractor.extract(images[lo:hi], batch_size=batch_size)[extractor.default_layer]
+    with ctx.progress(total=hi - lo, desc=desc) as bar:
+        f = extractor.extract(images[lo:hi], batch_size=batch_size,
+                              progress=lambda done, total: bar.update(done - bar.n))[extractor.default_layer]
     return gather_block(torch.from_numpy(f), lo, len(images)).numpy()
 
 

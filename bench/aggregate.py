@@ -56,3 +56,44 @@ def aggregate_over_seeds(rows: Iterable[Mapping], confidence: float = 0.95) -> l
         out.append(metric_row(first["metric"], mean, ci_low=lo, ci_high=hi, n=n,
                               higher_is_better=first.get("higher_is_better"), **extra))
     return out
+
+
+def grid_optimum(values: Sequence[float], resampled: np.ndarray, confidence: float = 0.95) -> dict:
+    """Where a lower-is-better metric measured over a grid (e.g. FD against η) is lowest, and how sure that is.
+
+    `values` (k,) are the estimates at the k grid points in grid order; `resampled` (R, k) paired bootstrap draws
+    of them (one resample of the underlying samples shared by every point, `bench.metrics.frechet.
+    fd_paired_resamples`). Returns {'best': index of the lowest value, 'best_frac': (k,) fraction of resamples in
+    which each point is the lowest, 'vs_best': (k, 3) each point's difference to the best with its recentred
+    percentile interval, 'vs_first': (k, 3) the same against the first point (the grid's baseline), 'tied':
+    indices not significantly worse than the best (interval of the difference reaching 0), 'shape': 'U-shaped'
+    (the best strictly inside the grid and both ends significantly worse), 'undecided' (the best inside, an end
+    within its interval), 'monotone' (the best at an end of the grid, some point significantly worse) or 'flat'
+    (every point tied with the best)}."""
+    from .metrics.stats import percentile_interval
+
+    v = np.asarray(values, dtype=np.float64)
+    res = np.asarray(resampled, dtype=np.float64)
+    if res.ndim != 2 or res.shape[1] != v.size or v.size < 2:
+        raise ValueError(f"need k >= 2 values and (R, k) resamples, got {v.size} and {res.shape}")
+    best = int(np.argmin(v))
+
+    def diffs(ref: int) -> np.ndarray:
+        return np.array([(v[i] - v[ref], *percentile_interval(res[:, i] - res[:, ref], v[i] - v[ref], confidence,
+                                                             recentre=True)) if i != ref else (0.0, 0.0, 0.0)
+                         for i in range(v.size)])
+
+    vs_best = diffs(best)
+    tied = [i for i in range(v.size) if vs_best[i, 1] <= 0.0]
+    worse = lambda i: vs_best[i, 1] > 0.0          # noqa: E731  (significantly above the best)
+    if len(tied) == v.size:
+        shape = "flat"
+    elif 0 < best < v.size - 1 and worse(0) and worse(v.size - 1):
+        shape = "U-shaped"
+    elif best in (0, v.size - 1):
+        shape = "monotone"
+    else:
+        shape = "undecided"      # best inside, but an end is within its interval
+    frac = np.bincount(np.argmin(res, axis=1), minlength=v.size) / len(res)
+    return {"best": best, "best_frac": frac, "vs_best": vs_best, "vs_first": diffs(0), "tied": tied,
+            "shape": shape}

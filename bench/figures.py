@@ -60,10 +60,11 @@ def sweep_figure(rows: list[dict], axis: str, metrics: list[str]):
 
 def interval_panels(panels: Sequence[tuple[str, Mapping[str, Sequence[tuple[float, float, float, float]]]]], *,
                     xlabel: str, ylabel: str, colors: Mapping[str, str] | None = None, dashed: Collection[str] = (),
-                    logx: bool = False):
+                    logx: bool = False, symlog: float = 0.0):
     """One panel per (title, series): each series, {name: [(x, mean, ci_low, ci_high), ...]}, is drawn as its mean
     with the 95 % interval as error bars (e.g. a KL against the number of modes, over seeds); the series named in
-    `dashed` (a floor, a reference) dashed with small markers."""
+    `dashed` (a floor, a reference) dashed with small markers. `logx`: a log x axis; `symlog` > 0: a log x axis
+    that is linear within ±symlog, so that x = 0 can be drawn (e.g. η = 0 beside η = 0.001)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,10 +81,13 @@ def interval_panels(panels: Sequence[tuple[str, Mapping[str, Sequence[tuple[floa
             ax.errorbar(x, m, yerr=[m - lo, hi - m], label=name, color=colors.get(name), **style)
         if logx:
             ax.set_xscale("log")
+        elif symlog > 0:
+            ax.set_xscale("symlog", linthresh=symlog)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -40,7 +40,9 @@ class ImageEvaluation:
                               desc=f"{self.cfg.features} features: {what}")
 
     def __call__(self, variant: str, images: torch.Tensor, k_images: Any, seed: int, *, reconstruction: bool,
-                 conditioned: bool) -> None:
+                 conditioned: bool) -> Any:
+        """Adds the set's rows; returns its features (the extractor's default layer), e.g. for paired
+        comparisons between sets."""
         from .evaluate import evaluate
 
         ctx, n = self.ctx, self.cfg.n_samples
@@ -58,3 +60,4 @@ class ImageEvaluation:
         ctx.add_rows(evaluate(real={layer: self.real}, fake={layer: fake}, extractor=self.extractor,
                               metrics=IMAGE_METRICS, bootstrap=self.cfg.bootstrap, seed=seed,
                               labels={"variant": variant, "seed": seed, "features": self.cfg.features}))
+        return fake

@@ -155,7 +155,8 @@ class RunContext:
             if cached:
                 rest -= self.recorded_stages[found[0]].get("seconds", 0)
             eta = format_duration(rest)
-        return (f"stage {k}/{total} [{'cached' if cached else 'compute'}] {label} · "
+        point = "".join(f" [{name}={v}]" for name, v in self.row_labels.items())    # a sweep point, an η of a grid
+        return (f"stage {k}/{total} [{'cached' if cached else 'compute'}] {label}{point} · "
                 f"{format_duration(time.perf_counter() - self.started)} elapsed · ETA {eta}")
 
     @property
@@ -176,6 +177,17 @@ class RunContext:
             yield
         finally:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+
+    @contextlib.contextmanager
+    def labelled(self, **labels: Any) -> Iterator[None]:
+        """Rows, figures, notes and stage records made inside carry `labels` too, as a sweep point's do: for an
+        experiment that loops over a grid itself (e.g. eta-sweep over η) so that it can compare the points."""
+        before = self.row_labels
+        self.row_labels = {**before, **labels}
+        try:
+            yield
+        finally:
+            self.row_labels = before
 
     # --------------------------------------------------------------- progress
     def progress(self, iterable: Iterable | None = None, total: int | None = None, desc: str | None = None):

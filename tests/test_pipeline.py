@@ -394,3 +394,35 @@ def test_compare_pairs_the_fd_of_two_pipeline_runs_over_their_stored_features(sm
     assert fd["dlc"]["method"] == fd["unconditional"]["method"] == "paired bootstrap"
     assert fd["real-train"]["verdict"] == "identical"     # no DiT: the same images
     assert all(d["ci"][0] <= d["delta"] <= d["ci"][1] for d in fd.values() if d["delta"])
+
+
+def test_eta_sweep_reuses_the_pipeline_s_stages_and_states_its_finding(smoke_run):
+    """eta-sweep on the pipeline's smoke stages: the encoder, codes, SEDD and DiT are cache hits (nothing trained);
+    per η the prior samples, DiT samples and features are computed and labelled; the paired gap to η = 0 is the
+    difference of the FD rows, and the finding sentences are in the notes."""
+    from bench.experiment import get_experiment as get
+
+    _, _, _, root, _ = smoke_run
+    exp = get("eta-sweep")
+    cfg, seeds = load_config(exp.config_cls, "eta-sweep", "smoke", [])
+    res = execute(exp, cfg, preset="smoke", seeds=seeds, out_dir=root / "eta", cache_dir=root / "cache",
+                  device="cpu", quiet=True)
+    cached = {s["stage"] for s in res["stages"] if s["cached"]}
+    computed = [s["stage"] for s in res["stages"] if not s["cached"]]
+    assert {"encoder", "codes", "sedd", "dit"} <= cached
+    assert not {"encoder", "codes", "sedd", "dit"} & set(computed)
+    assert computed.count("prior-samples") == len(cfg.etas) and computed.count("image-samples") == len(cfg.etas)
+    fd = {r["eta"]: r for r in _rows(res, "fd_effnet", variant="dlc")}
+    assert sorted(fd) == list(cfg.etas) and all(r["ci_low"] <= r["value"] <= r["ci_high"] for r in fd.values())
+    for eta in cfg.etas:
+        (gap,) = _rows(res, "fd_effnet_gap", eta=eta)
+        assert gap["value"] == pytest.approx(fd[eta]["value"] - fd[0.0]["value"], rel=1e-6, abs=1e-9)
+        assert gap["ci_low"] <= gap["value"] <= gap["ci_high"]
+        assert len(_rows(res, "code_tv", eta=eta, variant="dlc")) == 1
+    assert sum(r["value"] for r in _rows(res, "optimum_frac")) == pytest.approx(1.0)
+    assert len({r["value"] for r in fd.values()}) == len(cfg.etas)          # η changes the samples
+    assert any(n.startswith("Seed 0: fd_effnet") for n in res["notes"])
+    assert any(n.startswith("Paper claim (Fig. 8") for n in res["notes"])
+    assert (root / "eta" / "figures" / "fd_vs_eta.png").is_file()
+    assert (root / "eta" / "figures" / "samples_by_eta.png").is_file()
+    assert {p.name for p in (root / "eta" / "samples").iterdir()} == {f"dlc_eta={e}.npz" for e in cfg.etas}

@@ -127,8 +127,12 @@ def test_shipped_presets_resolve_as_at_c6dd1f4(key):
 
 
 def test_every_shipped_preset_is_recorded():
-    have = {f"{name}/{p}" for name, exp in _experiments().items() for p in exp.presets()}
-    assert have == set(json.loads(BEFORE.read_text()))
+    """Every preset of the experiments that existed at c6dd1f4 is in its record (experiments added since, e.g.
+    eta-sweep, are checked by their own tests)."""
+    recorded = set(json.loads(BEFORE.read_text()))
+    names = {k.split("/")[0] for k in recorded}
+    have = {f"{name}/{p}" for name, exp in _experiments().items() if name in names for p in exp.presets()}
+    assert have == recorded
 
 
 def test_pipeline_presets_include_the_base_and_state_only_their_deltas():

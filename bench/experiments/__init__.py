@@ -1,3 +1,4 @@
 """Built-in experiments. Importing this package registers them."""
 from . import toy_mixture  # noqa: F401
 from . import dlc_pipeline  # noqa: F401
+from . import eta_sweep  # noqa: F401

@@ -63,36 +63,8 @@ def run_dlc_pipeline(ctx: RunContext) -> None:
     evaluate = ImageEvaluation(ctx, cfg.data, cfg.eval, extractor, train, test, k_data)
     compose = None
     for seed in ctx.seeds:
-        # the stage groups this seed does not retrain (cfg.vary) are the first seed's
-        es, ps = (seed if group in cfg.vary else ctx.seeds[0] for group in ("encoder", "prior"))
-        k_enc = ctx.key(senc.ENCODER, cfg.encoder, upstream=[k_data], seed=es)
-        enc = ctx.stage(senc.ENCODER, k_enc, lambda: senc.train_encoder(ctx, cfg.encoder, cfg.data.image_size, train,
-                                                                        es), desc=f"SEM encoder seed={es}")
-        k_codes = ctx.key(senc.CODES, cfg.encoder, upstream=[k_enc, k_data], seed=es)
-        codes = ctx.stage(senc.CODES, k_codes, lambda: senc.export_codes(ctx, cfg.encoder, enc["encoder"],
-                                                                         {"train": train, "test": test}),
-                          desc=f"export DLCs seed={es}")
-        tr, te = codes["train"], codes["test"]
-        if es == seed:      # the encoder's own rows, once per encoder
-            ctx.add_metric("train_loss", float(np.mean(enc["losses"][-50:])), higher_is_better=None, seed=seed,
-                           stage="encoder", n=cfg.encoder.train.steps)
-            usage = [len(torch.unique(tr.tokens[:, j])) for j in range(cfg.encoder.L)]
-            ctx.add_metric("codes_per_position", float(np.mean(usage)), higher_is_better=None, seed=seed,
-                           stage="encoder", n=len(tr.tokens))
-            with ctx.timer("probes"):   # what the codes carry: DLC one-hot vs the continuous embedding
-                ctx.add_rows(probe_rows(tr, te, cfg.eval.probe_factors, cfg.encoder.V, cfg.eval.probe_n, seed))
-        src = Sources(ctx, cfg, seed, codes, k_codes, encoder_seed=es, prior_seed=ps)
-
-        # -- DiTs p(x|c) and p(x), one per conditioning the variants need
-        k_lat = sdit.latents_key(ctx, cfg.dit, k_data, cfg.data.seed)
-        latents = ctx.stage(sdit.LATENTS, k_lat, lambda: sdit.encode_latents(ctx, cfg.dit, train, cfg.data.seed),
-                            desc="images → DiT inputs")
-        k_hlat = sdit.latents_key(ctx, cfg.dit, k_data, cfg.data.seed, split="held-out")
-        held = ctx.stage(sdit.LATENTS, k_hlat, lambda: sdit.encode_latents(
-            ctx, cfg.dit, test.subset(range(min(cfg.dit.monitor_n, len(test)))), cfg.data.seed),
-            desc="held-out images → DiT inputs (code-swap gap)")
-        dits = {cname: train_dit(src, cname, latents, held, k_lat, k_hlat)
-                for cname in dict.fromkeys(VARIANTS[v][0] for v in cfg.eval.variants if VARIANTS[v][0])}
+        src, dits = seed_stages(ctx, cfg, seed, train, test, k_data,
+                                [VARIANTS[v][0] for v in cfg.eval.variants if VARIANTS[v][0]])
 
         # -- samples and their metrics
         for variant in cfg.eval.variants:
@@ -108,10 +80,47 @@ def run_dlc_pipeline(ctx: RunContext) -> None:
         add_gaps_to_unconditional(ctx, extractor.metric_label(), seed)
         if seed == ctx.seeds[0] and "dlc" in dits and cfg.eval.n_compose:
             compose = ctx.stage(sdit.IMAGE_SAMPLES, ctx.key(sdit.IMAGE_SAMPLES, {
-                "sampling": cfg.dit_sampling, "compose": cfg.eval.n_compose}, upstream=[dits["dlc"][1], k_codes],
-                seed=seed), lambda: _compose(ctx, cfg, dits["dlc"][0]["model"], te.tokens, test.images, seed),
-                desc="composition")
+                "sampling": cfg.dit_sampling, "compose": cfg.eval.n_compose}, upstream=[dits["dlc"][1], src.k_codes],
+                seed=seed), lambda: _compose(ctx, cfg, dits["dlc"][0]["model"], src.codes["test"].tokens,
+                                             test.images, seed), desc="composition")
     add_figures_and_notes(ctx, cfg, figure_sets, compose, extractor.metric_label(), extractor.describe())
+
+
+def seed_stages(ctx: RunContext, cfg: DLCPipelineConfig, seed: int, train, test, k_data,
+                conditionings: list[str], encoder_rows: bool = True) -> tuple[Sources, dict]:
+    """One seed's trained stages, shared through the stage cache by every experiment built on them: SEM encoder →
+    DLCs (with the encoder's rows and the probes when `encoder_rows`), the DiT inputs, and one DiT per
+    conditioning in `conditionings` (bench.conditioning names). The stage groups `cfg.vary` does not name are the
+    first seed's. Returns the seed's `Sources` (which draws from the priors on demand) and {conditioning: (DiT
+    stage value, key)}."""
+    es, ps = (seed if group in cfg.vary else ctx.seeds[0] for group in ("encoder", "prior"))
+    k_enc = ctx.key(senc.ENCODER, cfg.encoder, upstream=[k_data], seed=es)
+    enc = ctx.stage(senc.ENCODER, k_enc, lambda: senc.train_encoder(ctx, cfg.encoder, cfg.data.image_size, train,
+                                                                    es), desc=f"SEM encoder seed={es}")
+    k_codes = ctx.key(senc.CODES, cfg.encoder, upstream=[k_enc, k_data], seed=es)
+    codes = ctx.stage(senc.CODES, k_codes, lambda: senc.export_codes(ctx, cfg.encoder, enc["encoder"],
+                                                                     {"train": train, "test": test}),
+                      desc=f"export DLCs seed={es}")
+    tr, te = codes["train"], codes["test"]
+    if es == seed and encoder_rows:      # the encoder's own rows, once per encoder
+        ctx.add_metric("train_loss", float(np.mean(enc["losses"][-50:])), higher_is_better=None, seed=seed,
+                       stage="encoder", n=cfg.encoder.train.steps)
+        usage = [len(torch.unique(tr.tokens[:, j])) for j in range(cfg.encoder.L)]
+        ctx.add_metric("codes_per_position", float(np.mean(usage)), higher_is_better=None, seed=seed,
+                       stage="encoder", n=len(tr.tokens))
+        with ctx.timer("probes"):   # what the codes carry: DLC one-hot vs the continuous embedding
+            ctx.add_rows(probe_rows(tr, te, cfg.eval.probe_factors, cfg.encoder.V, cfg.eval.probe_n, seed))
+    src = Sources(ctx, cfg, seed, codes, k_codes, encoder_seed=es, prior_seed=ps)
+
+    # -- DiTs p(x|c) and p(x), one per conditioning
+    k_lat = sdit.latents_key(ctx, cfg.dit, k_data, cfg.data.seed)
+    latents = ctx.stage(sdit.LATENTS, k_lat, lambda: sdit.encode_latents(ctx, cfg.dit, train, cfg.data.seed),
+                        desc="images → DiT inputs")
+    k_hlat = sdit.latents_key(ctx, cfg.dit, k_data, cfg.data.seed, split="held-out")
+    held = ctx.stage(sdit.LATENTS, k_hlat, lambda: sdit.encode_latents(
+        ctx, cfg.dit, test.subset(range(min(cfg.dit.monitor_n, len(test)))), cfg.data.seed),
+        desc="held-out images → DiT inputs (code-swap gap)")
+    return src, {cname: train_dit(src, cname, latents, held, k_lat, k_hlat) for cname in dict.fromkeys(conditionings)}
 
 
 def add_gaps_to_unconditional(ctx: RunContext, fd_key: str, seed: int) -> None:

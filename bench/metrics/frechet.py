@@ -225,24 +225,49 @@ def fd_bootstrap_ci(*, real, fake, n_resamples: int = 200, confidence: float = 0
 
 def fd_difference_ci(*, real, fake_a, fake_b, n_resamples: int = 200, confidence: float = 0.95, seed: int = 0):
     """Bootstrap CI of fd(real, fake_b) − fd(real, fake_a) against one reference (the real set fixed), recentred on
-    the estimate. Equal sizes: paired — one index draw resamples both sets, so what the two sets share (sample i
-    of each drawn from the same noise and condition) cancels and the duplicate bias of the two FDs largely
-    cancels too; method 'paired bootstrap'. Unequal sizes: independent draws per set ('bootstrap')."""
+    the estimate. Equal sizes: paired — one index draw resamples both sets (`fd_paired_resamples`), so what the two
+    sets share (sample i of each drawn from the same noise and condition) cancels and the duplicate bias of the two
+    FDs largely cancels too; method 'paired bootstrap'. Unequal sizes: independent draws per set ('bootstrap')."""
     from .stats import ConfidenceInterval, percentile_interval
 
-    va, na, fa = _fd_resampler(real, fake_a)
-    vb, nb, fb = _fd_resampler(real, fake_b)
     _check_bootstrap_args(confidence, n_resamples)
-    rng = np.random.default_rng(seed)
-    paired = na == nb
-    stats = np.empty(n_resamples)
-    for r in range(n_resamples):
-        ia = rng.integers(0, na, na)
-        stats[r] = fb(ia if paired else rng.integers(0, nb, nb)) - fa(ia)
+    paired = len(fake_a) == len(fake_b)
+    if paired:
+        (va, vb), res = fd_paired_resamples(real=real, fakes=[fake_a, fake_b], n_resamples=n_resamples, seed=seed)
+        stats, (na, nb) = res[:, 1] - res[:, 0], (len(fake_a), len(fake_b))
+    else:
+        va, na, fa = _fd_resampler(real, fake_a)
+        vb, nb, fb = _fd_resampler(real, fake_b)
+        rng = np.random.default_rng(seed)
+        stats = np.empty(n_resamples)
+        for r in range(n_resamples):
+            ia = rng.integers(0, na, na)
+            stats[r] = fb(rng.integers(0, nb, nb)) - fa(ia)
     low, high = percentile_interval(stats, vb - va, confidence, recentre=True)
     return ConfidenceInterval(value=vb - va, low=low, high=high, confidence=confidence, n=(na, nb),
                               n_resamples=n_resamples, seed=seed,
                               method="paired bootstrap" if paired else "bootstrap")
+
+
+def fd_paired_resamples(*, real, fakes, n_resamples: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(values (k,), resampled (n_resamples, k)): the FD of each of k equal-sized fake sets against one reference,
+    and of each set resampled by one index draw shared by all k (sample i of every set drawn from the same noise
+    and condition: the resamples keep that pairing). Differences or the argmin over the k sets read off the rows
+    of `resampled` are paired bootstrap draws, e.g. of which point of a sweep is best (`bench.sweep_stats`)."""
+    fakes = list(fakes)
+    sizes = {len(f) for f in fakes}
+    if len(sizes) != 1:
+        raise UserError(f"paired resampling needs fake sets of one size, got sizes {sorted(sizes)}",
+                        hint="generate the same number of samples for every set")
+    _check_bootstrap_args(0.95, n_resamples)
+    resamplers = [_fd_resampler(real, f) for f in fakes]
+    n = sizes.pop()
+    rng = np.random.default_rng(seed)
+    stats = np.empty((n_resamples, len(fakes)))
+    for r in range(n_resamples):
+        idx = rng.integers(0, n, n)
+        stats[r] = [fd_of(idx) for _, _, fd_of in resamplers]
+    return np.array([v for v, _, _ in resamplers]), stats
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
     dlc-bench list                                   experiments, descriptions, presets
     dlc-bench run NAME --preset P | --config FILE.yaml [--set k=v]... [--sweep k=v1,v2]... [--seeds 0,1,2]
-    dlc-bench suite laptop [--out DIR]               every experiment with that preset + one index page
+    dlc-bench suite SUITE|PRESET [--out DIR]         a named suite (laptop: the main job; paper-laptop: every
+                                                     experiment at laptop scale) or every experiment with that
+                                                     preset, + one index page
     dlc-bench runs [--experiment NAME]               runs recorded in the run store
     dlc-bench history NAME METRIC                    one metric across recorded runs (commits)
     dlc-bench report DIR... [--out FILE]             (re-)render reports from stored results
@@ -85,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "compute, memory and time estimates); compute and write nothing")
     _add_run_options(p)
 
-    p = sub.add_parser("suite", help="run every experiment that has the given preset, then write one index page")
-    p.add_argument("preset")
+    p = sub.add_parser("suite", help="run a named suite (laptop, paper-laptop) or every experiment that has the given "
+                       "preset, then write one index page")
+    p.add_argument("preset", metavar="SUITE|PRESET")
     p.add_argument("--only", default=None, help="comma-separated experiment names to restrict the suite")
     p.add_argument("--out", default=None, help="output directory (default: results/suite-<preset>-<time>)")
     _add_run_options(p)
@@ -228,6 +231,23 @@ def _holds_run(d: Path, run_id: str) -> bool:
         return False
 
 
+# named suites: name → (preset, the experiments run with it; None: every experiment that has the preset). Any other
+# name is a preset: `suite smoke` runs every experiment's smoke preset.
+SUITES: dict[str, tuple[str, tuple[str, ...] | None]] = {
+    "laptop": ("laptop", ("dlc-pipeline", "toy-mixture")),    # the README's main job (make demo), ≤ 30 minutes
+    "paper-laptop": ("laptop", None),                        # every experiment of the paper at laptop scale
+}
+
+
+def suite_members(name: str) -> tuple[str, list[str]]:
+    """(preset, experiments) of a named suite, or of every experiment that has the preset `name`."""
+    from .experiment import load_builtin_experiments
+
+    preset, members = SUITES.get(name, (name, None))
+    return preset, [n for n, e in load_builtin_experiments().items()
+                    if preset in e.presets() and (members is None or n in members)]
+
+
 def cmd_suite(args: argparse.Namespace) -> int:
     from reports.html import render_index
 
@@ -235,7 +255,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
     from .run import check_overwrite, check_writable_dir, execute, run_identity
 
     reg = load_builtin_experiments()
-    names = [n for n, e in reg.items() if args.preset in e.presets()]
+    suite = args.preset
+    args.preset, names = suite_members(suite)
     if args.only:
         wanted = [s.strip() for s in args.only.split(",") if s.strip()]
         for w in wanted:
@@ -244,11 +265,12 @@ def cmd_suite(args: argparse.Namespace) -> int:
                 raise UserError(f"experiment {w!r} has no {args.preset!r} preset")
         names = [n for n in names if n in wanted]
     if not names:
-        raise UserError(f"no experiment has a {args.preset!r} preset", hint="see `dlc-bench list`")
+        raise UserError(f"no experiment has a {args.preset!r} preset", hint="see `dlc-bench list`; suites: "
+                        + ", ".join(SUITES))
     prepared = [(n, *_prepare(n, args.preset, [], None, device=args.device, dtype=args.dtype))
                 for n in names]  # validate everything first
     sweeps = {n: _sweep_kwargs(points) for n, _, _, _, points in prepared}
-    out = Path(args.out) if args.out else RESULTS_ROOT / f"suite-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = Path(args.out) if args.out else RESULTS_ROOT / f"suite-{suite}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_writable_dir(out, "output directory", "--out DIR")   # created by the first run
     check_overwrite(out / "index.html", "--out DIR", args.force)
     for name, exp, loaded, seeds, points in prepared:
@@ -271,7 +293,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
             traceback.print_exc()
             failed.append(name)
     if done:
-        index = render_index(done, out / "index.html", title=f"dlc-bench suite · {args.preset}")
+        index = render_index(done, out / "index.html", title=f"dlc-bench suite · {suite}")
         print(f"suite finished in {time.perf_counter() - t0:.0f} s")
         print(f"report: {index.resolve()}")
     if failed:

@@ -72,7 +72,7 @@ class Conditioning:
 # ----------------------------------------------------------------------------- dlc
 def _dlc_draw(src: Sources, n: int) -> tuple[Any, list]:
     """c ~ SEDD for [0, n), and how far the drawn codes are from held-out ones (per-position TV, copies)."""
-    from .codestats import code_tv, copy_fraction
+    from .codestats import code_rows
     from .stages import prior as sprior
 
     cfg, ctx, V = src.cfg, src.ctx, src.cfg.encoder.V
@@ -84,10 +84,7 @@ def _dlc_draw(src: Sources, n: int) -> tuple[Any, list]:
                             lambda: sprior.sample_prior(ctx, cfg.prior_sampling, sedd, n, ps),
                             f"sample {n} DLCs ({cfg.prior_sampling.sampler})", seed=ps)
     if ps == src.seed:      # the prior's own rows, once per prior
-        ctx.add_metric("code_tv", code_tv(codes, te, V), higher_is_better=False, seed=ps, variant="dlc", n=n)
-        ctx.add_metric("code_tv", code_tv(tr[:n], te, V), higher_is_better=False, seed=ps, variant="real-train", n=n)
-        ctx.add_metric("code_copy_frac", copy_fraction(codes, tr), higher_is_better=None, seed=ps, variant="dlc",
-                       n=n)
+        ctx.add_rows(code_rows(codes, tr, te, V, ps))
     return codes, [k_pc]
 
 

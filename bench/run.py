@@ -180,10 +180,8 @@ class RunContext:
 
     @contextlib.contextmanager
     def labelled(self, **labels: Any) -> Iterator[None]:
-        """Rows, figures, notes and stage records made inside carry `labels` too, as a sweep point's do: for an
-        experiment that loops over a grid itself (e.g. eta-sweep over η) so that it can compare the points."""
-        before = self.row_labels
-        self.row_labels = {**before, **labels}
+        """Rows, figures, notes and stage records made inside carry `labels`, as a sweep point's (e.g. eta-sweep's η)."""
+        before, self.row_labels = self.row_labels, {**self.row_labels, **labels}
         try:
             yield
         finally:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from bench.codestats import code_tv, copy_fraction, probe_rows
@@ -36,3 +37,26 @@ def test_parallel_probes_equal_the_probes_run_alone():
     alone = linear_probe(torch.cat([tr.tokens[:200], te.tokens]).numpy(), y, vocab_size=4, split=split, seed=3)
     assert by[("dlc", "a")] == alone.top1 == 1.0            # the known answer: position 0 is factor a
     assert by[("embedding", "b")] > 0.9
+
+
+def test_code_rows_give_intervals_that_hold_their_values():
+    """Codes drawn from the held-out marginals: the TV interval holds the estimate and reaches down towards the
+    finite-sample floor; the copy fraction's Wilson interval is the binomial one (scipy)."""
+    from scipy.stats import binomtest
+
+    from bench.codestats import code_rows
+
+    g = torch.Generator().manual_seed(0)
+    test = torch.randint(0, 4, (400, 6), generator=g)
+    train = torch.randint(0, 4, (1000, 6), generator=g)
+    samples = torch.cat([train[:30], torch.randint(0, 4, (170, 6), generator=g)])    # 30 copies of training codes
+    rows = {(r["metric"], r["variant"]): r for r in code_rows(samples, train, test, 4, seed=0, n_resamples=100)}
+    tv = rows[("code_tv", "dlc")]
+    assert tv["value"] == pytest.approx(code_tv(samples, test, 4))
+    assert 0.0 <= tv["ci_low"] <= tv["value"] <= tv["ci_high"] <= 1.0 and tv["ci_high"] > tv["ci_low"]
+    assert rows[("code_tv", "real-train")]["value"] == pytest.approx(code_tv(train[:200], test, 4))
+    cp = rows[("code_copy_frac", "dlc")]
+    k = round(cp["value"] * 200)
+    assert k >= 30 and cp["value"] == copy_fraction(samples, train)
+    ref = binomtest(k, 200).proportion_ci(0.95, method="wilson")
+    assert (cp["ci_low"], cp["ci_high"]) == pytest.approx((ref.low, ref.high))

@@ -75,11 +75,17 @@ def test_eta_findings_say_reproduced_only_for_a_u_shape_around_0_01():
     base = {"best": 1, "best_frac": np.array([0.0, 0.9, 0.1]), "tied": [1],
             "vs_best": np.array([[3.0, 1.0, 5.0], [0, 0, 0], [2.0, 0.5, 4.0]]),
             "vs_first": np.array([[0, 0, 0], [-3.0, -5.0, -1.0], [-1.0, -3.0, 1.0]])}
-    text = " ".join(eta_findings(etas, {**base, "shape": "U-shaped"}, "fd_effnet", 0, 200))
-    assert "is U-shaped" in text and "Paper claim" in text and ": reproduced at this scale" in text
+    text = " ".join(eta_findings(etas, {**base, "shape": "U-shaped"}, "fd_effnet", 0, 200, window_steps=64))
+    assert "is U-shaped" in text and "a U-shaped curve: reproduced at this scale" in text
+    assert "optimum at η = 0.01: reproduced (here η = 0.01)" in text and "the optimum here is 0.64" in text
     assert "significantly against η = 0 at η = 0.01 (-3 [-5, -1])" in text
     text = " ".join(eta_findings(etas, {**base, "shape": "undecided"}, "fd_effnet", 0, 200))
-    assert "not established" in text and "not reproduced" in text
+    assert "not established" in text and "a U-shaped curve: not reproduced" in text
+    moved = {**base, "shape": "U-shaped", "best": 2, "tied": [2]}        # a U-shape with its optimum elsewhere
+    text = " ".join(eta_findings([0.0, 0.01, 0.3, 0.9], {**moved, "best_frac": np.array([0, 0, 1.0, 0]),
+                                 "vs_best": np.zeros((4, 3)) + [1, 0.5, 2], "vs_first": np.zeros((4, 3))},
+                                 "fd_effnet", 0, 200))
+    assert "a U-shaped curve: reproduced" in text and "optimum at η = 0.01: not reproduced (here η = 0.3)" in text
 
 
 @pytest.mark.parametrize("override, message", [

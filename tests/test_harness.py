@@ -237,3 +237,16 @@ def test_sweep_is_one_recorded_run_with_the_axis_as_a_label(count_exp, tmp_path)
     assert any(f["name"] == "sweep_scale" for f in data["figures"])
     assert (tmp_path / "sw" / "figures" / "sweep_scale.png").stat().st_size > 1000
     assert res["cache"] == {"hits": 2, "misses": 4}
+
+
+def test_named_suites_keep_the_main_job_small_and_paper_laptop_whole():
+    from bench.cli import SUITES, suite_members
+    from bench.experiment import load_builtin_experiments
+
+    preset, main_job = suite_members("laptop")
+    assert preset == "laptop" and sorted(main_job) == ["dlc-pipeline", "toy-mixture"]
+    preset, every = suite_members("paper-laptop")
+    assert preset == "laptop" and {"dlc-pipeline", "toy-mixture", "eta-sweep", "composition"} <= set(every)
+    assert set(every) == {n for n, e in load_builtin_experiments().items() if "laptop" in e.presets()}
+    assert suite_members("smoke")[0] == "smoke" and "eta-sweep" in suite_members("smoke")[1]
+    assert set(SUITES) == {"laptop", "paper-laptop"}

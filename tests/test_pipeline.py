@@ -278,22 +278,40 @@ def _labelled(res) -> dict:
             and r.get("dit_sampling.cfg_scale", 1.0) == 1.0}
 
 
+def _cpu_fingerprint() -> str:
+    """'model name | SIMD flags' of this CPU: training is bit-reproducible on one CPU, not across SIMD kernels."""
+    from pathlib import Path as P
+
+    info = P("/proc/cpuinfo").read_text() if P("/proc/cpuinfo").is_file() else ""
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+    simd = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
+    return f"{model} | {' '.join(simd)}"
+
+
 @pytest.mark.slow
 def test_laptop_preset_reproduces_its_readme_numbers_and_claims(tmp_path):
-    """The laptop preset (23 min on 2 idle cores; its CFG-1 sweep point) reproduces the numbers the README states
-    (recorded 2026-12-02 in tests/data), and the claims drawn from them still hold.
-    Run with: pytest -m slow tests/test_pipeline.py -k laptop"""
+    """The laptop preset (23 min on the 2 idle cores of 2026-12-02, 49 min on the AVX2-only AMD EPYC of 2026-12-03;
+    its CFG-1 sweep point) reproduces the numbers recorded in tests/data and the claims drawn from them. On a CPU
+    that recorded a reference (same model and SIMD flags) every number to 1e-4; on any other CPU the float kernels
+    differ and 2000 training steps amplify that (measured between the two references: FD by up to 2.5 %, Vendi
+    6.6 %, recall by up to 0.09, code-swap ratios by up to 27 %), so there the numbers are checked to those bounds and the claims
+    exactly. Run with: pytest -m slow tests/test_pipeline.py -k laptop"""
     exp = get_experiment("dlc-pipeline")
     cfg, seeds = load_config(exp.config_cls, "dlc-pipeline", "laptop", [])
     res = execute(exp, cfg, preset="laptop", seeds=seeds, out_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
                   device="cpu", quiet=True, render=False)
-    before = _labelled(json.loads((BEFORE.parent / "dlc_pipeline_laptop_918f692.json").read_text()))
+    refs = [json.loads(p.read_text()) for p in sorted(BEFORE.parent.glob("dlc_pipeline_laptop_*.json"))]
+    same = [r for r in refs if r.get("cpu") == _cpu_fingerprint()]
+    before = _labelled(same[0] if same else refs[0])
     now = _labelled(res)
     assert before.keys() <= now.keys()
     for k, v in before.items():
-        # the SEDD prior's samples (so the `dlc` variant's rows) vary run to run at the 1e-3 level on CPU
-        rel = 5e-3 if ("variant", "dlc") in k else 1e-4
-        assert now[k] == pytest.approx(v, rel=rel, abs=1e-6), k
+        if same:
+            assert now[k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
+        else:
+            tol = dict(rel=0.35, abs=10) if k[0] in ("code_swap_ratio", "fd_effnet_gap") else dict(rel=0.08, abs=0.1)
+            assert now[k] == pytest.approx(v, **tol), k
     one = lambda metric, **kw: [r for r in res["metrics"] if r["metric"] == metric
                                 and all(r.get(a) == b for a, b in kw.items())][0]
     assert one("code_swap_ratio", against="shuffled", t_bin="0.85-1.00")["value"] >= 3
@@ -426,3 +444,57 @@ def test_eta_sweep_reuses_the_pipeline_s_stages_and_states_its_finding(smoke_run
     assert (root / "eta" / "figures" / "fd_vs_eta.png").is_file()
     assert (root / "eta" / "figures" / "samples_by_eta.png").is_file()
     assert {p.name for p in (root / "eta" / "samples").iterdir()} == {f"dlc_eta={e}.npz" for e in cfg.etas}
+
+
+def test_composition_reuses_the_pipeline_s_stages_and_measures_every_method(smoke_run):
+    """composition on the pipeline's smoke stages: the encoder, codes and the DLC DiT are cache hits; the embedding
+    and RCG DiTs are trained once; per method the per-pair rows (mean over pairs with an interval), figures and
+    the finding sentences, including the paper-claim line."""
+    from bench.experiment import get_experiment as get
+
+    _, _, _, root, _ = smoke_run
+    exp = get("composition")
+    cfg, seeds = load_config(exp.config_cls, "composition", "smoke", [])
+    res = execute(exp, cfg, preset="smoke", seeds=seeds, out_dir=root / "compose", cache_dir=root / "cache",
+                  device="cpu", quiet=True)
+    stages = {(s["stage"], s["desc"]): s["cached"] for s in res["stages"]}
+    assert stages[("encoder", "SEM encoder seed=0")] and stages[("dit", "DiT | dlc seed=0")]
+    assert ("dit", "DiT | embedding seed=0") in stages and ("dit", "DiT | rcg seed=0") in stages
+    for method in cfg.methods:
+        for metric in ("vendi_pair", "mix_frac", "from_sources_frac", "copy_source_frac", "novel_combo_frac"):
+            (row,) = _rows(res, metric, method=method)
+            assert row["n"] == cfg.n_pairs and row["ci_low"] <= row["value"] <= row["ci_high"]
+        (vendi,) = _rows(res, "vendi_pair", method=method)
+        assert 1.0 <= vendi["value"] <= cfg.k_samples
+    assert _rows(res, "mix_frac", method="dlc-single")[0]["value"] <= _rows(res, "from_sources_frac",
+                                                                           method="dlc-single")[0]["value"]
+    assert any(n.startswith("Seed 0, dlc: ") for n in res["notes"])
+    assert any(n.startswith("Seed 0: dlc against embedding, paired") for n in res["notes"])
+    assert any(n.startswith("Paper claim (DLC compositions") for n in res["notes"])
+    assert (root / "compose" / "figures" / "compositions.png").is_file()
+
+
+@pytest.mark.slow
+def test_conditioning_runs_table_2_on_the_pipeline_s_stages(smoke_run):
+    """conditioning (Table 2) on the pipeline's smoke stages (slow: 10 min on 2 cores, mostly its two RDM priors
+    and ten sample sets): the DLC and unconditional DiTs are cache hits, the label DiT is trained; probes of every representation (with Wilson intervals) and the Table-2
+    sentences and claims are stated."""
+    from bench.experiment import get_experiment as get
+
+    _, _, _, root, _ = smoke_run
+    exp = get("conditioning")
+    cfg, seeds = load_config(exp.config_cls, "conditioning", "smoke", [])
+    res = execute(exp, cfg, preset="smoke", seeds=seeds, out_dir=root / "table2", cache_dir=root / "cache",
+                  device="cpu", quiet=True, render=False)
+    dits = {s["desc"]: s["cached"] for s in res["stages"] if s["stage"] == "dit"}
+    assert dits["DiT | dlc seed=0"] and dits["DiT | none seed=0"] and "DiT | label seed=0" in dits
+    for rep in ("dlc", "embedding", "rcg", "label"):
+        rows = _rows(res, "probe_top1", representation=rep)
+        assert {r["factor"] for r in rows} == set(cfg.eval.probe_factors), rep
+        assert all(r["ci_low"] <= r["value"] <= r["ci_high"] for r in rows)
+    (shape,) = _rows(res, "probe_top1", representation="label", factor="shape")
+    assert shape["value"] == 1.0                          # the label is the shape: a check with a known answer
+    for variant in cfg.eval.variants:
+        assert _rows(res, "fd_effnet", variant=variant), variant
+    assert sum(n.startswith("Table 2 (seed 0), ") for n in res["notes"]) == 4
+    assert any(n.startswith("Paper claim (Table 2: a DiT on generated DLCs") for n in res["notes"])

@@ -2,3 +2,5 @@
 from . import toy_mixture  # noqa: F401
 from . import dlc_pipeline  # noqa: F401
 from . import eta_sweep  # noqa: F401
+from . import composition  # noqa: F401
+from . import conditioning  # noqa: F401

@@ -204,9 +204,11 @@ def train_dit(src: Sources, name: str, latents: Any, held: Any, k_lat: Any, k_he
     return dit, key
 
 
-def generate(src: Sources, name: str, source: str | None, dit: dict, k_dit: Any, n: int, desc: str) -> tuple[Any, Any]:
+def generate(src: Sources, name: str, source: str | None, dit: dict, k_dit: Any, n: int, desc: str,
+             step: int | None = None) -> tuple[Any, Any]:
     """(uint8 (n, 3, H, W) images, key): x ~ DiT(c) with c drawn from the prior (source 'prior'), taken from the
-    first n held-out images ('held-out'), or none (unconditional: no guidance)."""
+    first n held-out images ('held-out'), or none (unconditional: no guidance). `step`: `dit` holds the EMA weights
+    of that training step (a stored checkpoint of the DiT `k_dit`), not the final ones."""
     from .stages import dit as sdit
 
     ctx, cfg, c = src.ctx, src.cfg, CONDITIONING.get(name)
@@ -214,8 +216,8 @@ def generate(src: Sources, name: str, source: str | None, dit: dict, k_dit: Any,
                 else (None, []))
     cond = None if cond is None else cond[:n]
     scfg = cfg.dit_sampling if cond is not None else replace(cfg.dit_sampling, cfg_scale=1.0, guided_channels=0)
-    key = ctx.key(sdit.IMAGE_SAMPLES, {"sampling": scfg, "n": n, "source": source}, upstream=[k_dit, *up],
-                  seed=src.seed)
+    key = ctx.key(sdit.IMAGE_SAMPLES, {"sampling": scfg, "n": n, "source": source,
+                                       **({} if step is None else {"step": step})}, upstream=[k_dit, *up], seed=src.seed)
     images = ctx.stage(sdit.IMAGE_SAMPLES, key, lambda: sdit.sample_images(
         ctx, cfg.dit, scfg, dit["model"], cond, n, src.seed, f"sample {desc}"), desc=f"{n} samples: {desc} "
         f"seed={src.seed}")

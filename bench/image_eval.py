@@ -30,9 +30,10 @@ class ImageEvaluation:
         self.ctx, self.data_cfg, self.cfg, self.extractor = ctx, data_cfg, eval_cfg, extractor
         self.train, self.test = train, test
         self.fcfg = sfeat.feature_config(extractor, eval_cfg.feature_batch_size)
-        self.real = self._features(test.images, k_data, "real test")
+        self.real = self.features(test.images, k_data, "real test")
 
-    def _features(self, images: torch.Tensor, upstream: Any, what: str):
+    def features(self, images: torch.Tensor, upstream: Any, what: str):
+        """The features stage of one image set (the extractor's default layer), keyed by the set's stage key."""
         key = self.ctx.key(sfeat.FEATURES, self.fcfg, upstream=[upstream])
         return self.ctx.stage(sfeat.FEATURES, key, lambda: sfeat.extract(self.ctx, self.extractor, images,
                                                                           self.cfg.feature_batch_size,
@@ -55,7 +56,7 @@ class ImageEvaluation:
             ctx.add_samples(variant, images, f"{variant} samples (ADM npz: arr_0 N×H×W×3 uint8"
                             + ("; source: the held-out images whose representations conditioned them)" if reconstruction
                                else ")"), **({"source": source} if reconstruction else {}))
-        fake = self._features(images, k_images, f"{variant} seed={seed}")
+        fake = self.features(images, k_images, f"{variant} seed={seed}")
         layer = self.extractor.default_layer
         ctx.add_rows(evaluate(real={layer: self.real}, fake={layer: fake}, extractor=self.extractor,
                               metrics=IMAGE_METRICS, bootstrap=self.cfg.bootstrap, seed=seed,

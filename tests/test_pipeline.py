@@ -323,11 +323,13 @@ def test_dit_keeps_a_checkpoint_every_ckpt_every_steps(smoke_run):
     exp, cfg, seeds, root, _ = smoke_run
     cfg2, _ = load_config(exp.config_cls, "dlc-pipeline", "smoke",
                           ["dit.ckpt_every=10", "eval.variants=[unconditional]"])
+    cache = root / "cache" / "stages" / "dit"
+    before = set(cache.iterdir())                     # the smoke preset's own DiTs keep checkpoints too (every 15)
     execute(exp, cfg2, preset="smoke", seeds=seeds, out_dir=root / "ckpt", cache_dir=root / "cache",
             device="cpu", quiet=True, render=False)
     from bench.stages.dit import DIT
 
-    dirs = [d for d in (root / "cache" / "stages" / "dit").iterdir() if (d / "checkpoints").is_dir()]
+    dirs = [d for d in set(cache.iterdir()) - before if (d / "checkpoints").is_dir()]
     assert len(dirs) == 1
     value = DIT.load(dirs[0])
     assert sorted(value["checkpoints"]) == [10, 20, 30]
@@ -474,11 +476,10 @@ def test_composition_reuses_the_pipeline_s_stages_and_measures_every_method(smok
     assert (root / "compose" / "figures" / "compositions.png").is_file()
 
 
-@pytest.mark.slow
 def test_conditioning_runs_table_2_on_the_pipeline_s_stages(smoke_run):
-    """conditioning (Table 2) on the pipeline's smoke stages (slow: 10 min on 2 cores, mostly its two RDM priors
-    and ten sample sets): the DLC and unconditional DiTs are cache hits, the label DiT is trained; probes of every representation (with Wilson intervals) and the Table-2
-    sentences and claims are stated."""
+    """conditioning (Table 2) on the pipeline's smoke stages: the DLC and unconditional DiTs are cache hits, the
+    label DiT is trained; probes of every representation (with Wilson intervals) and the Table-2 sentences and
+    claims are stated."""
     from bench.experiment import get_experiment as get
 
     _, _, _, root, _ = smoke_run
@@ -498,3 +499,66 @@ def test_conditioning_runs_table_2_on_the_pipeline_s_stages(smoke_run):
         assert _rows(res, "fd_effnet", variant=variant), variant
     assert sum(n.startswith("Table 2 (seed 0), ") for n in res["notes"]) == 4
     assert any(n.startswith("Paper claim (Table 2: a DiT on generated DLCs") for n in res["notes"])
+
+
+def test_fd_vs_steps_samples_every_stored_checkpoint(smoke_run):
+    """fd-vs-steps on the pipeline's smoke stages (their DiTs keep a checkpoint every 15 of 30 steps): the DLC and
+    unconditional DiTs are cache hits (the label DiT too when conditioning ran first); per variant and checkpoint an FD row, per
+    conditioned variant and checkpoint the paired gap to unconditional (the difference of the FD rows), the
+    finding and the paper-claim line."""
+    from bench.experiment import get_experiment as get
+
+    _, _, _, root, _ = smoke_run
+    exp = get("fd-vs-steps")
+    cfg, seeds = load_config(exp.config_cls, "fd-vs-steps", "smoke", [])
+    res = execute(exp, cfg, preset="smoke", seeds=seeds, out_dir=root / "steps", cache_dir=root / "cache",
+                  device="cpu", quiet=True)
+    dits = {s["desc"]: s["cached"] for s in res["stages"] if s["stage"] == "dit"}
+    assert dits["DiT | dlc seed=0"] and dits["DiT | none seed=0"] and "DiT | label seed=0" in dits
+    steps = [15, 30]
+    fd = {(r["variant"], r["step"]): r for r in _rows(res, "fd_effnet") if r.get("step") is not None}
+    assert set(fd) == {(v, s) for v in ("dlc", "label", "unconditional") for s in steps}
+    assert fd["dlc", 15]["value"] != fd["dlc", 30]["value"]          # a checkpoint is not the final weights
+    for v in ("dlc", "label"):
+        for s in steps:
+            (gap,) = _rows(res, "fd_effnet_gap", variant=v, step=s)
+            assert gap["value"] == pytest.approx(fd[v, s]["value"] - fd["unconditional", s]["value"], rel=1e-6)
+            assert gap["ci_low"] <= gap["value"] <= gap["ci_high"]
+    assert any(n.startswith("Seed 0, dlc: fd_effnet") for n in res["notes"])
+    assert any(n.startswith("Paper claim (Fig. 4") for n in res["notes"])
+    assert (root / "steps" / "figures" / "fd_vs_steps.png").is_file()
+    # the final checkpoint's samples are the pipeline's own dlc samples: the same FD
+    (final,) = [r for r in _rows(smoke_run[4], "fd_effnet", variant="unconditional")]
+    assert fd["unconditional", 30]["value"] == pytest.approx(final["value"], rel=1e-5)
+    with pytest.raises(UserError, match="ckpt_every"):
+        load_config(exp.config_cls, "fd-vs-steps", "smoke", ["dit.ckpt_every=0"])
+
+
+def test_novelty_finds_the_planted_copies_and_states_the_floor(smoke_run):
+    """novelty on the pipeline's smoke samples: rows per set with intervals, the held-out floor, the figures; and
+    the control with a known answer: training images searched against themselves are copies at rate 1."""
+    from bench.experiment import get_experiment as get
+
+    _, _, _, root, _ = smoke_run
+    exp = get("novelty")
+    cfg, seeds = load_config(exp.config_cls, "novelty", "smoke", [])
+    res = execute(exp, cfg, preset="smoke", seeds=seeds, out_dir=root / "novel", cache_dir=root / "cache",
+                  device="cpu", quiet=True)
+    for name in ("held-out", "dlc", "dlc compositions"):
+        (sim,) = _rows(res, "nn_max_sim", set=name)
+        assert -1.0 <= sim["ci_low"] <= sim["value"] <= sim["ci_high"] <= 1.0 + 1e-6
+    (cp,) = _rows(res, "nn_copy_frac", set="dlc")
+    assert cp["n"] == cfg.eval.n_samples and cp["ci_low"] <= cp["value"] <= cp["ci_high"]
+    assert any(n.startswith("Seed 0, dlc: mean nearest-training") for n in res["notes"])
+    assert any(n.startswith("Paper claim (Fig. 12") for n in res["notes"])
+    for f in ("nn_similarity.png", "nearest_neighbours.png"):
+        assert (root / "novel" / "figures" / f).is_file()
+    (control,) = _rows(res, "nn_copy_frac", set="training (copies)")
+    assert control["value"] == 1.0
+    # the shapes world is finite: held-out images that are renders also in training are duplicates, the floor's own
+    # near-copy rate is at least its duplicate rate, and the verdict compares against it
+    (dup,) = _rows(res, "nn_duplicate_frac", set="held-out")
+    (floor_cp,) = _rows(res, "nn_copy_frac", set="held-out")
+    assert floor_cp["value"] >= dup["value"] and floor_cp["ci_low"] <= floor_cp["value"] <= floor_cp["ci_high"]
+    assert _rows(res, "nn_duplicate_frac", set="training (copies)")[0]["value"] == 1.0
+    assert any(n.startswith("Control (seed 0)") and "known answer 1.00)." in n for n in res["notes"])

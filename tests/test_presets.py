@@ -75,14 +75,15 @@ def _effective_now(name: str, cfg) -> dict:
 # Settings changed on purpose since c6dd1f4 (every other setting must resolve as it did then; fields added
 # since take their dataclass defaults unless listed here). Issue 10: the laptop DiT is trained with flow
 # matching (the ε-loss ignores the code at this budget), every factor is probed, FD gets bootstrap intervals.
+# Issue 11: the DiTs keep their EMA weights along training (fd-vs-steps reads them).
 _FLOW = {"dit.objective": "x0", "dit.t_mean": 0.5, "dit.t_uniform": 0.3, "dit.dlc_pool": "sum",
          "dit_sampling.sampler": "euler", "eval.probe_factors": ["shape", "colour", "size", "x", "y", "background"]}
 _GROUPS_ADDED = ("representation", "rdm", "rdm_sampling")     # for the rcg / embedding variants
 CHANGED_SINCE = {
     "dlc-pipeline/laptop": {**_FLOW, "dit.steps": 2000, "dit.warmup": 100, "dit.monitor_every": 500,
-                            "dit.monitor_n": 256, "eval.n_samples": 500, "eval.bootstrap": 100,
+                            "dit.monitor_n": 256, "dit.ckpt_every": 500, "eval.n_samples": 500, "eval.bootstrap": 100,
                             "eval.probe_n": 2000},
-    "dlc-pipeline/smoke": {**_FLOW, "dit.warmup": 5, "dit.monitor_every": 15, "dit.monitor_n": 32,
+    "dlc-pipeline/smoke": {**_FLOW, "dit.warmup": 5, "dit.monitor_every": 15, "dit.monitor_n": 32, "dit.ckpt_every": 15,
                            "eval.bootstrap": 20},
 }
 

@@ -131,13 +131,27 @@ def pair_measures(read: dict[str, np.ndarray], source: dict[str, np.ndarray], pa
     return {m: v.mean(1) for m, v in out.items()}
 
 
+def composed_samples(ctx: RunContext, cfg: CompositionConfig, src, dits: dict, method: str, pairs: np.ndarray,
+                     seed: int) -> tuple[torch.Tensor, object]:
+    """(uint8 (n_pairs·k, 3, H, W) samples, key) of the DiT conditioned on `method`'s compositions of `pairs`."""
+    P, K = len(pairs), cfg.k_samples
+    cond, up = conditions(method, src, pairs, K, cfg, seed)
+    dit, k_dit = dits[METHODS[method]]
+    key = ctx.key(sdit.IMAGE_SAMPLES, {"sampling": cfg.dit_sampling, "compose": method, "pairs": pairs.tolist(),
+                                       "k": K, **({"T": cfg.soft_temperature} if method == "dlc-soft" else {})},
+                  upstream=[k_dit, *up], seed=seed)
+    return ctx.stage(sdit.IMAGE_SAMPLES, key, lambda: sdit.sample_images(
+        ctx, cfg.dit, cfg.dit_sampling, dit["model"], cond, P * K, seed, f"sample {method} compositions"),
+        desc=f"{P}×{K} samples: {method} compositions seed={seed}"), key
+
+
 @experiment("composition", config=CompositionConfig, code=("bench.experiments.composition_report",),
             description="composition (Table 3, Fig. 6): DiT samples of two images' composed representations")
 def run_composition(ctx: RunContext) -> None:
     from ..aggregate import t_interval
     from ..metrics import vendi_score
+    from ..image_eval import ImageEvaluation
     from ..metrics.factors import ShapesRenderReader
-    from ..stages import features as sfeat
 
     cfg: CompositionConfig = ctx.config
     extractor = build_extractor(ctx, cfg.eval)
@@ -159,7 +173,7 @@ def run_composition(ctx: RunContext) -> None:
     names = list(chosen(train.factors))
     train_combos = {tuple(r) for r in np.stack([train.factors[f].numpy() for f in names], 1).tolist()} \
         if shapes else set()
-    fcfg = sfeat.feature_config(extractor, cfg.eval.feature_batch_size)
+    evaluate = ImageEvaluation(ctx, cfg.data, cfg.eval, extractor, train, test, k_data)
     P, K = cfg.n_pairs, cfg.k_samples
     grids, per_pair = {}, {}
     for seed in ctx.seeds:
@@ -167,18 +181,8 @@ def run_composition(ctx: RunContext) -> None:
         src, dits = seed_stages(ctx, cfg, seed, train, test, k_data, [METHODS[m] for m in cfg.methods],
                                 encoder_rows=False)
         for method in cfg.methods:
-            cond, up = conditions(method, src, pairs, K, cfg, seed)
-            dit, k_dit = dits[METHODS[method]]
-            key = ctx.key(sdit.IMAGE_SAMPLES, {"sampling": cfg.dit_sampling, "compose": method, "pairs": pairs.tolist(),
-                                               "k": K, **({"T": cfg.soft_temperature} if method == "dlc-soft" else {})},
-                          upstream=[k_dit, *up], seed=seed)
-            imgs = ctx.stage(sdit.IMAGE_SAMPLES, key, lambda: sdit.sample_images(
-                ctx, cfg.dit, cfg.dit_sampling, dit["model"], cond, P * K, seed, f"sample {method} compositions"),
-                desc=f"{P}×{K} samples: {method} compositions seed={seed}")
-            feats = ctx.stage(sfeat.FEATURES, ctx.key(sfeat.FEATURES, fcfg, upstream=[key]), lambda: sfeat.extract(
-                ctx, extractor, imgs, cfg.eval.feature_batch_size, f"{cfg.eval.features} features: {method}"),
-                desc=f"{cfg.eval.features} features: {method} compositions seed={seed}")
-            feats = np.asarray(feats)
+            imgs, key = composed_samples(ctx, cfg, src, dits, method, pairs, seed)
+            feats = np.asarray(evaluate.features(imgs, key, f"{method} compositions seed={seed}"))
             vendi = np.array([vendi_score(feats[p * K:(p + 1) * K]) for p in range(P)])
             measures = {"vendi_pair": vendi}
             if shapes:
@@ -197,4 +201,4 @@ def run_composition(ctx: RunContext) -> None:
     add_figures_and_notes(ctx, cfg, grids, per_pair)
 
 
-__all__ = ["CompositionConfig", "METHODS", "choose_pairs", "pair_measures", "run_composition"]
+__all__ = ["CompositionConfig", "METHODS", "choose_pairs", "composed_samples", "pair_measures", "run_composition"]

@@ -273,6 +273,14 @@ class StageCache:
     def directory(self, key: StageKey) -> Path:
         return self.root / key.stage / key.hash
 
+    def compute_seconds(self, key: StageKey) -> float | None:
+        """The seconds the stage took when it was computed (its manifest's record), or None when not stored."""
+        try:
+            seconds = json.loads((self.directory(key) / MANIFEST).read_text()).get("seconds")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return float(seconds) if isinstance(seconds, (int, float)) else None
+
     def verify(self, key: StageKey) -> Path | None:
         """The directory of a complete stage whose files all match their recorded sha256, else None
         (a warning names the first bad file; the bad directory is removed so it is recomputed)."""

@@ -70,6 +70,15 @@ class Conditioning:
 
 
 # ----------------------------------------------------------------------------- dlc
+def sedd_prior(src: Sources) -> tuple[Any, Any]:
+    """(the SEDD prior trained on the train DLCs, its key), once per Sources."""
+    from .stages import prior as sprior
+
+    cfg, ps, tr = src.cfg, src.prior_seed, src.codes["train"].tokens
+    return src.stage(sprior.SEDD, cfg.prior, [src.k_codes],
+                     lambda: sprior.train_prior(src.ctx, cfg.prior, tr, cfg.encoder.V, ps), "SEDD prior", seed=ps)
+
+
 def _dlc_draw(src: Sources, n: int) -> tuple[Any, list]:
     """c ~ SEDD for [0, n), and how far the drawn codes are from held-out ones (per-position TV, copies)."""
     from .codestats import code_rows
@@ -78,8 +87,7 @@ def _dlc_draw(src: Sources, n: int) -> tuple[Any, list]:
     cfg, ctx, V = src.cfg, src.ctx, src.cfg.encoder.V
     tr, te = src.codes["train"].tokens, src.codes["test"].tokens
     ps = src.prior_seed
-    sedd, k_sedd = src.stage(sprior.SEDD, cfg.prior, [src.k_codes],
-                             lambda: sprior.train_prior(ctx, cfg.prior, tr, V, ps), "SEDD prior", seed=ps)
+    sedd, k_sedd = sedd_prior(src)
     codes, k_pc = src.stage(sprior.PRIOR_SAMPLES, {"sampling": cfg.prior_sampling, "n": n}, [k_sedd],
                             lambda: sprior.sample_prior(ctx, cfg.prior_sampling, sedd, n, ps),
                             f"sample {n} DLCs ({cfg.prior_sampling.sampler})", seed=ps)
@@ -224,4 +232,4 @@ def generate(src: Sources, name: str, source: str | None, dit: dict, k_dit: Any,
     return images, key
 
 
-__all__ = ["CONDITIONING", "Conditioning", "Sources", "generate", "train_dit"]
+__all__ = ["CONDITIONING", "Conditioning", "Sources", "generate", "sedd_prior", "train_dit"]

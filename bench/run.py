@@ -127,18 +127,18 @@ class RunContext:
         hit, value = self.cache.load(key, stage.load)
         self.log(self._stage_line(label, hit))
         if hit:
-            seconds = time.perf_counter() - t0
+            seconds, cost = time.perf_counter() - t0, self.cache.compute_seconds(key)    # a hit: its first cost
         else:
             value = compute()
-            seconds = time.perf_counter() - t0
+            seconds = cost = time.perf_counter() - t0
             if self.is_main:
                 self.cache.store(key, value, stage.save, seconds)
                 if stage.reload:   # e.g. checkpoint paths inside the cache rather than a scratch directory
                     value = self.cache.load(key, stage.load)[1]
             self.barrier()
         self.timings[stage.name] = self.timings.get(stage.name, 0.0) + seconds
-        self.stage_log.append({"stage": stage.name, "desc": label, "cached": hit, "seconds": seconds,
-                               "key_hash": key.hash, **({"point": dict(self.row_labels)} if self.row_labels else {})})
+        self.stage_log.append({"stage": stage.name, "desc": label, "cached": hit, "seconds": seconds, "compute_seconds":
+                               cost, "key_hash": key.hash, **({"point": dict(self.row_labels)} if self.row_labels else {})})
         return value
 
     def _stage_line(self, label: str, cached: bool) -> str:

@@ -34,7 +34,9 @@ def test_findings_compare_against_the_held_out_rate_and_say_when_the_world_is_fi
     copier = next(s for s in out if s.startswith("Seed 0, copier:"))
     assert "closer to the training images than" in copier and "more near-copies than held-out" in copier
     assert any("known answer 1.00)." in s for s in out)
-    assert "not reproduced" in out[-1] and "in 1 of 2 sets" in out[-1]
+    assert "not reproduced" in out[-1] and "in 1 of 2 sets" in out[-1] and "But every set" not in out[-1]
+    # every set farther than the floor: not copies, and not close to real images either — said so
+    assert "But every set is farther" in novelty_findings(rows, ["dlc"], 0, 0.99)[-1]
     # without duplicates in the floor there is no finite-world sentence
     rows[2] = _row("nn_duplicate_frac", "held-out", 0.0, 0.0, 0.05)
     assert not novelty_findings(rows, ["dlc"], 0, 0.99)[0].startswith("Seed 0: ")

@@ -562,3 +562,39 @@ def test_novelty_finds_the_planted_copies_and_states_the_floor(smoke_run):
     assert floor_cp["value"] >= dup["value"] and floor_cp["ci_low"] <= floor_cp["value"] <= floor_cp["ci_high"]
     assert _rows(res, "nn_duplicate_frac", set="training (copies)")[0]["value"] == 1.0
     assert any(n.startswith("Control (seed 0)") and "known answer 1.00)." in n for n in res["notes"])
+
+
+def test_seq_len_trains_each_length_at_equal_budgets_and_measures_its_compute(smoke_run):
+    """seq-len on the pipeline's smoke stages (L·V = 64): L = 8 is the pipeline's own encoder, SEDD and DiT (cache
+    hits), L = 4 and 16 are trained; per L an FD row, probes, the paired gap to the shortest L (0 there), the SEDD
+    FLOPs (more tokens, more compute: the closed-form direction) and the stage seconds even for cached stages."""
+    from bench.experiment import get_experiment as get
+
+    _, _, _, root, _ = smoke_run
+    exp = get("seq-len")
+    cfg, seeds = load_config(exp.config_cls, "seq-len", "smoke", [])
+    res = execute(exp, cfg, preset="smoke", seeds=seeds, out_dir=root / "seqlen", cache_dir=root / "cache",
+                  device="cpu", quiet=True)
+    cached = {(s["stage"], s["point"]["L"]): s["cached"] for s in res["stages"] if s.get("point", {}).get("L")}
+    assert cached["encoder", 8] and cached["sedd", 8] and cached["dit", 8]
+    assert not cached["encoder", 4] and not cached["sedd", 16] and not cached["dit", 16]
+    lengths = [4, 8, 16]
+    fd = {r["L"]: r for r in _rows(res, "fd_effnet", variant="dlc")}
+    assert sorted(fd) == lengths and all(fd[L]["V"] == 64 // L for L in lengths)
+    gaps = {r["L"]: r for r in _rows(res, "fd_effnet_gap")}
+    assert gaps[4]["value"] == 0.0
+    for L in (8, 16):
+        assert gaps[L]["value"] == pytest.approx(fd[L]["value"] - fd[4]["value"], rel=1e-6)
+        assert gaps[L]["ci_low"] <= gaps[L]["value"] <= gaps[L]["ci_high"]
+    flops = [_rows(res, "sedd_sample_gflops", L=L)[0]["value"] for L in lengths]
+    assert 0 < flops[0] < flops[1] < flops[2]
+    for L in lengths:
+        assert _rows(res, "encoder_seconds", L=L)[0]["value"] > 0      # L = 8 cached: its first cost
+        assert {r["factor"] for r in _rows(res, "probe_top1", L=L, representation="dlc")} == set(
+            cfg.eval.probe_factors)
+    assert any(n.startswith("Seed 0: fd_effnet against L is") for n in res["notes"])
+    assert any(n.startswith("Paper claim (Fig. 5") and "compute grows with L: reproduced" in n for n in res["notes"])
+    assert (root / "seqlen" / "figures" / "fd_vs_L.png").is_file()
+    for bad in (["lengths=[3,8]"], ["lengths=[8]"], ["lengths=[16,8]"], ["dit_sampling.cfg_scale=2"]):
+        with pytest.raises(UserError):
+            load_config(exp.config_cls, "seq-len", "smoke", bad)

@@ -6,3 +6,4 @@ from . import composition  # noqa: F401
 from . import conditioning  # noqa: F401
 from . import fd_vs_steps  # noqa: F401
 from . import novelty  # noqa: F401
+from . import seq_len  # noqa: F401

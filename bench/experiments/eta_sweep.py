@@ -53,9 +53,6 @@ class EtaSweepConfig(DLCPipelineConfig):
 @experiment("eta-sweep", config=EtaSweepConfig, code=("bench.experiments.eta_sweep_report",),
             description="remasking sweep (Fig. 8): FD of DiT(c), c ~ SEDD with remasking, against η")
 def run_eta_sweep(ctx: RunContext) -> None:
-    from ..aggregate import grid_optimum
-    from ..metrics.frechet import fd_paired_resamples
-
     cfg: EtaSweepConfig = ctx.config
     extractor = build_extractor(ctx, cfg.eval)
     fd_key = extractor.metric_label()
@@ -80,20 +77,31 @@ def run_eta_sweep(ctx: RunContext) -> None:
                 features.append(evaluate("dlc", imgs, k_imgs, seed, reconstruction=False, conditioned=True))
                 if seed == ctx.seeds[0]:
                     grids[eta] = imgs[:cfg.eval.grid]
-        if cfg.eval.bootstrap < 2:
-            continue
-        with ctx.timer("paired bootstrap"):
-            values, res = fd_paired_resamples(real=evaluate.real, fakes=features, n_resamples=cfg.eval.bootstrap,
-                                              seed=seed)
-        opt = optima[seed] = grid_optimum(values, res)
-        for i, eta in enumerate(cfg.etas):
-            d, lo, hi = opt["vs_first"][i]
-            with ctx.labelled(eta=eta):
-                ctx.add_metric(f"{fd_key}_gap", float(d), higher_is_better=False, ci_low=float(lo), ci_high=float(hi),
-                               seed=seed, variant="dlc", against="eta=0", n=n)
-                ctx.add_metric("optimum_frac", float(opt["best_frac"][i]), higher_is_better=None, seed=seed,
-                               variant="dlc", n=cfg.eval.bootstrap)
+        if cfg.eval.bootstrap >= 2:
+            optima[seed] = add_grid_rows(ctx, evaluate.real, features, [{"eta": e} for e in cfg.etas], fd_key, seed)
     add_figures_and_notes(ctx, cfg, grids, optima, fd_key)
 
 
-__all__ = ["EtaSweepConfig", "run_eta_sweep"]
+def add_grid_rows(ctx: RunContext, real, features: list, points: list[dict], fd_key: str, seed: int) -> dict:
+    """The paired comparison over a grid of dlc sample sets (one per point, the same sample indices): per point its
+    FD difference to the first point with a recentred interval ('{fd_key}_gap') and the fraction of paired
+    resamples in which it is best ('optimum_frac'), labelled with the point; returns grid_optimum's result."""
+    from ..aggregate import grid_optimum
+    from ..metrics.frechet import fd_paired_resamples
+
+    cfg = ctx.config
+    with ctx.timer("paired bootstrap"):
+        values, res = fd_paired_resamples(real=real, fakes=features, n_resamples=cfg.eval.bootstrap, seed=seed)
+    opt = grid_optimum(values, res)
+    against = ",".join(f"{k}={v:g}" for k, v in points[0].items())
+    for i, point in enumerate(points):
+        d, lo, hi = opt["vs_first"][i]
+        with ctx.labelled(**point):
+            ctx.add_metric(f"{fd_key}_gap", float(d), higher_is_better=False, ci_low=float(lo), ci_high=float(hi),
+                           seed=seed, variant="dlc", against=against, n=cfg.eval.n_samples)
+            ctx.add_metric("optimum_frac", float(opt["best_frac"][i]), higher_is_better=None, seed=seed,
+                           variant="dlc", n=cfg.eval.bootstrap)
+    return opt
+
+
+__all__ = ["EtaSweepConfig", "add_grid_rows", "run_eta_sweep"]

@@ -104,7 +104,7 @@ def run_fd_vs_steps(ctx: RunContext) -> None:
             for step in steps:
                 with ctx.labelled(step=step):
                     imgs, k_imgs = generate(src, cname, source, _AtStep(dit["checkpoints"][step]), k_dit, n,
-                                            f"{variant} step={step}", step=step)
+                                            variant, step=step)
                     feats[variant, step] = evaluate(variant, imgs, k_imgs, seed, reconstruction=False,
                                                     conditioned=cname != "none")
                 if seed == ctx.seeds[0] and step in (steps[0], steps[-1]):

@@ -67,11 +67,15 @@ def add_figures_and_notes(ctx: Any, cfg: Any, grids: Mapping[int, Any], optima: 
                   ("linear probe of the DLC (held-out accuracy)",
                    {f: _series(rows, "probe_top1", s0, representation="dlc", factor=f)
                     for f in cfg.eval.probe_factors})]
-        ctx.add_figure(interval_panels(panels, xlabel="L (tokens; V = L·V / L)", ylabel="", logx=True), "fd_vs_L",
+        fig = interval_panels(panels, xlabel="L (tokens; V = L·V / L)", ylabel="", logx=True)
+        for ax in (fig.axes[0], fig.axes[2]):
+            ax.set_xticks(lengths, [str(L) for L in lengths])
+            ax.minorticks_off()
+        fig.axes[1].set_xlabel("SEDD sampling GFLOPs per code")
+        ctx.add_figure(fig, "fd_vs_L",
                        f"{fd_key} against the sequence length L at L·V = {cfg.encoder.L * cfg.encoder.V} (log axis), "
                        f"against the measured SEDD compute, and what the code carries (probe accuracy per factor, "
-                       f"seed {s0}); error bars are 95 % intervals (bootstrap over samples; Wilson for probes). The "
-                       f"middle panel's x axis is GFLOPs, not L.")
+                       f"seed {s0}); error bars are 95 % intervals (bootstrap over samples; Wilson for probes).")
         if grids:
             ctx.add_figure(grid_panels({f"L = {L}, V = {cfg.at(L).encoder.V}": g for L, g in grids.items()}, 8),
                            "samples_by_L", f"First {cfg.eval.grid} samples x ~ DiT(c), c ~ SEDD, per L, seed {s0} "

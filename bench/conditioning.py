@@ -224,8 +224,8 @@ def generate(src: Sources, name: str, source: str | None, dit: dict, k_dit: Any,
                 else (None, []))
     cond = None if cond is None else cond[:n]
     scfg = cfg.dit_sampling if cond is not None else replace(cfg.dit_sampling, cfg_scale=1.0, guided_channels=0)
-    key = ctx.key(sdit.IMAGE_SAMPLES, {"sampling": scfg, "n": n, "source": source,
-                                       **({} if step is None else {"step": step})}, upstream=[k_dit, *up], seed=src.seed)
+    spec = {"sampling": scfg, "n": n, "source": source, **({} if step is None else {"step": step})}
+    key = ctx.key(sdit.IMAGE_SAMPLES, spec, upstream=[k_dit, *up], seed=src.seed)
     images = ctx.stage(sdit.IMAGE_SAMPLES, key, lambda: sdit.sample_images(
         ctx, cfg.dit, scfg, dit["model"], cond, n, src.seed, f"sample {desc}"), desc=f"{n} samples: {desc} "
         f"seed={src.seed}")

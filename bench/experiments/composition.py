@@ -149,8 +149,8 @@ def composed_samples(ctx: RunContext, cfg: CompositionConfig, src, dits: dict, m
             description="composition (Table 3, Fig. 6): DiT samples of two images' composed representations")
 def run_composition(ctx: RunContext) -> None:
     from ..aggregate import t_interval
-    from ..metrics import vendi_score
     from ..image_eval import ImageEvaluation
+    from ..metrics import vendi_score
     from ..metrics.factors import ShapesRenderReader
 
     cfg: CompositionConfig = ctx.config

@@ -16,8 +16,9 @@ the offline EfficientNet-Lite0 otherwise), over the first `n_train` training ima
 nearest-training similarity (`nn_max_sim`, Student-t interval) and the copy rate (`nn_copy_frac`: the fraction
 closer to a training image than `copy_quantile` of held-out images are, Wilson interval; a generator that does not
 copy shows the held-out images' own rate: 1 − copy_quantile, or more where held-out images duplicate training
-images, as in a world of discrete factors; `nn_duplicate_frac` is the fraction at similarity 1). Figures: the similarity distributions against the floor and image rows of
-sample | nearest training images. The finding is computed from these rows (`novelty_report`).
+images, as in a world of discrete factors; `nn_duplicate_frac` is the fraction at similarity 1). Figures: the
+similarity distributions against the floor and image rows of sample | nearest training images. The finding is
+computed from these rows (`novelty_report`).
 """
 from __future__ import annotations
 
@@ -75,8 +76,8 @@ def run_novelty(ctx: RunContext) -> None:
 
     cfg: NoveltyConfig = ctx.config
     extractor = build_extractor(ctx, cfg.eval)
-    ctx.display(metric_order=["nn_max_sim", "nn_copy_frac", "nn_duplicate_frac"], label_order={"set": ["held-out", "dlc",
-                                                                                  *cfg.methods]})
+    ctx.display(metric_order=["nn_max_sim", "nn_copy_frac", "nn_duplicate_frac"],
+                label_order={"set": ["held-out", "dlc", *(f"{m} compositions" for m in cfg.methods), COPIES]})
     with ctx.timer("data"):
         train, test = load_split(cfg.data, "train"), load_split(cfg.data, "test")
     k_data = ctx.key(DATA, cfg.data)

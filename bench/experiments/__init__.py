@@ -7,3 +7,4 @@ from . import conditioning  # noqa: F401
 from . import fd_vs_steps  # noqa: F401
 from . import novelty  # noqa: F401
 from . import seq_len  # noqa: F401
+from . import text_to_dlc  # noqa: F401

@@ -59,8 +59,29 @@ def novelty_findings(rows: list[dict], sets: list[str], seed: int, quantile: flo
     return out
 
 
-def add_figures_and_notes(ctx: Any, cfg: Any, results: Mapping[str, Any], images: Mapping[str, Any],
-                          train_images: Any, threshold: float, n_train: int) -> None:
+def similarity_histogram(max_sims: Mapping[str, np.ndarray], floor: str, line: tuple[float, str] | None = None):
+    """Step histograms of nearest-training similarity per set; the floor set dashed; an optional marked value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    bins = np.linspace(min(float(v.min()) for v in max_sims.values()), 1.0, 40)
+    for name, v in max_sims.items():
+        ax.hist(v, bins=bins, density=True, histtype="step", lw=2 if name == floor else 1.2,
+                ls="--" if name == floor else "-", label=f"{name} (n={len(v)})")
+    if line is not None:
+        ax.axvline(line[0], color="k", lw=0.8, ls=":", label=line[1])
+    ax.set_xlabel("cosine similarity to the nearest training image")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def neighbour_panels(sets: Mapping[str, tuple[Any, np.ndarray]], train_images: Any):
+    """One panel per set: each row a sample, then its nearest training images ({name: (samples, (n, k) indices)})."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,31 +89,26 @@ def add_figures_and_notes(ctx: Any, cfg: Any, results: Mapping[str, Any], images
 
     from ..metrics import nearest_neighbour_grid
 
+    rows = max(len(idx) for _, idx in sets.values())
+    fig, axes = plt.subplots(1, len(sets), figsize=(2.6 * len(sets), 0.45 * rows + 0.8), squeeze=False)
+    for ax, (name, (samples, idx)) in zip(axes[0], sets.items()):
+        ax.imshow(nearest_neighbour_grid(samples, train_images, idx), interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def add_figures_and_notes(ctx: Any, cfg: Any, results: Mapping[str, Any], images: Mapping[str, Any],
+                          train_images: Any, threshold: float, n_train: int) -> None:
     s0 = ctx.seeds[0]
     with ctx.timer("figures"):
-        fig, ax = plt.subplots(figsize=(6, 3.8))
-        lo = min(float(r.max_sim.min()) for r in results.values())
-        bins = np.linspace(lo, 1.0, 40)
-        for name, r in results.items():
-            ax.hist(r.max_sim, bins=bins, density=True, histtype="step", lw=2 if name == "held-out" else 1.2,
-                    ls="--" if name == "held-out" else "-", label=f"{name} (n={len(r.max_sim)})")
-        ax.axvline(threshold, color="k", lw=0.8, ls=":", label=f"held-out q{cfg.copy_quantile:g} = {threshold:.3f}")
-        ax.set_xlabel("cosine similarity to the nearest training image")
-        ax.set_ylabel("density")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
+        fig = similarity_histogram({name: r.max_sim for name, r in results.items()}, "held-out",
+                                   (threshold, f"held-out q{cfg.copy_quantile:g} = {threshold:.3f}"))
         ctx.add_figure(fig, "nn_similarity", f"Nearest-training-image similarity ({cfg.eval.features} features, "
                        f"{n_train} training images) per set, seed {s0}; dashed: held-out real images, the floor.")
-        names = list(results)
-        fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 0.45 * cfg.grid_rows + 0.8),
-                                 squeeze=False)
-        for ax, name in zip(axes[0], names):
-            r = results[name]
-            ax.imshow(nearest_neighbour_grid(images[name][:cfg.grid_rows], train_images,
-                                             r.indices[:cfg.grid_rows, :cfg.k_neighbours]), interpolation="nearest")
-            ax.set_title(name, fontsize=9)
-            ax.axis("off")
-        fig.tight_layout()
+        fig = neighbour_panels({name: (images[name][:cfg.grid_rows], r.indices[:cfg.grid_rows, :cfg.k_neighbours])
+                                for name, r in results.items()}, train_images)
         ctx.add_figure(fig, "nearest_neighbours", f"Each row: a sample, then its {cfg.k_neighbours} nearest training "
                        f"images (most similar first), seed {s0}.")
     ctx.note(f"Nearest neighbours: exact cosine search (faiss) over {n_train} training images in "

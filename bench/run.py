@@ -193,8 +193,7 @@ class RunContext:
         from tqdm.auto import tqdm
 
         return tqdm(iterable, total=total, desc=desc, leave=False, disable=self.quiet or not self.is_main,
-                    dynamic_ncols=True,
-                    file=sys.stderr, mininterval=0.5)
+                    dynamic_ncols=True, file=sys.stderr, mininterval=0.5)
 
     def log(self, message: str) -> None:
         """A line on stderr, written above any progress bar (silent when quiet), and in log.txt."""
@@ -251,8 +250,9 @@ class RunContext:
         return path
 
     def _point_name(self, name: str) -> str:
-        """A file name for this sweep point: name_<axis>=<value>... (name itself outside a sweep)."""
-        return name + "".join(f"_{k.split('.')[-1]}={v}" for k, v in self.row_labels.items())
+        """name_<axis>=<value>... for this sweep point (an axis is its key's last part, unless two share it)."""
+        tails = [k.split(".")[-1] for k in self.row_labels]
+        return name + "".join(f"_{t if tails.count(t) == 1 else k}={v}" for t, (k, v) in zip(tails, self.row_labels.items()))
 
     def add_artifact(self, relpath: str, description: str) -> None:
         self.artifacts.append({"path": relpath, "description": description})

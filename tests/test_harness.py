@@ -250,3 +250,15 @@ def test_named_suites_keep_the_main_job_small_and_paper_laptop_whole():
     assert set(every) == {n for n, e in load_builtin_experiments().items() if "laptop" in e.presets()}
     assert suite_members("smoke")[0] == "smoke" and "eta-sweep" in suite_members("smoke")[1]
     assert set(SUITES) == {"laptop", "paper-laptop"}
+
+
+def test_sweep_point_file_names_stay_distinct_when_two_keys_share_a_tail():
+    from types import SimpleNamespace
+
+    from bench.run import RunContext
+
+    one = SimpleNamespace(row_labels={"dit_sampling.cfg_scale": 2.0})
+    assert RunContext._point_name(one, "samples") == "samples_cfg_scale=2.0"
+    two = SimpleNamespace(row_labels={"dit_sampling.cfg_scale": 1.0, "text_sampling.cfg_scale": 2.0, "eta": 0.1})
+    assert RunContext._point_name(two, "samples") == \
+        "samples_dit_sampling.cfg_scale=1.0_text_sampling.cfg_scale=2.0_eta=0.1"

@@ -10,7 +10,10 @@ stage — encoder, DiT and text model — and their combinations from every capt
     held-out           n_prompts combinations matching a `holdout` rule (the other prompt factors at random)
 
     method     the code of sample k of a prompt
-    text       c ~ the text-to-DLC model given the prompt (`bench.stages.text`)
+    text       c ~ the text-to-DLC model given the prompt (`bench.stages.text`; `text`: as configured, by default
+               over word tokens of the captions)
+    text-prefix the same model and budget reading a frozen pretrained text encoder's states (`prefix_encoder`,
+               the offline all-MiniLM-L6-v2 by default) instead of caption tokens
     retrieval  the DLC of the training image whose caption is the k-th nearest to the prompt (TF-IDF cosine):
                lookup, the baseline generation must beat on held-out combinations
     oracle     the DLC of a real image showing the prompt's factors (in-distribution: a training image; held-out: a
@@ -25,7 +28,7 @@ a captions file) are sampled, shown and measured for code validity only.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -40,7 +43,8 @@ from .dlc_pipeline import build_extractor, seed_stages
 from .dlc_pipeline_config import DLCPipelineConfig
 from .text_to_dlc_report import add_figures_and_notes
 
-METHODS = ("text", "retrieval", "oracle")
+METHODS = ("text", "text-prefix", "retrieval", "oracle")
+GENERATORS = ("text", "text-prefix")      # the methods that generate a code from the prompt
 SETS = ("in-distribution", "held-out")
 
 
@@ -63,6 +67,7 @@ class TextToDLCConfig(DLCPipelineConfig):
     n_prompts: int = 16              # prompts per set
     k_samples: int = 8               # samples per prompt and method
     methods: tuple[str, ...] = METHODS
+    prefix_encoder: str = "minilm"   # text-prefix: the frozen text encoder (hub id, directory, 'minilm')
     prompts: tuple[str, ...] = ()    # free-text prompts, sampled and shown (validity only)
     captions: stext.CaptionConfig = field(default_factory=stext.CaptionConfig)
     text: stext.TextModelConfig = field(default_factory=stext.TextModelConfig)
@@ -232,14 +237,18 @@ def run_text_to_dlc(ctx: RunContext) -> None:
         src, dits = seed_stages(ctx, cfg, seed, train, test, k_data, ["dlc"], encoder_rows=False)
         dit, k_dit = dits["dlc"]
         tr_codes = src.codes["train"].tokens
-        k_text = ctx.key(stext.TEXT_MODEL, {"text": cfg.text, "captions": cfg.captions, "holdout": list(cfg.holdout)},
-                         upstream=[src.k_codes], seed=seed)
-        model = ctx.stage(stext.TEXT_MODEL, k_text, lambda: stext.train_text_model(
-            ctx, cfg.text, tr_codes, captions, cfg.encoder.V, seed), desc=f"text → DLC model seed={seed}")
-        ctx.add_metric("train_loss", float(np.mean(model["losses"][-50:])), higher_is_better=None, seed=seed,
-                       stage="text", n=cfg.text.train.steps)
-        if model["cut"]:
-            ctx.log(f"warning: {model['cut']} training captions were cut to text.max_text_len={cfg.text.max_text_len}")
+        models = {}
+        for method in (m for m in GENERATORS if m in cfg.methods):
+            tcfg = cfg.text if method == "text" else replace(cfg.text, text_encoder=cfg.prefix_encoder, backbone="")
+            k_text = ctx.key(stext.TEXT_MODEL, {"text": tcfg, "captions": cfg.captions, "holdout": list(cfg.holdout)},
+                             upstream=[src.k_codes], seed=seed)
+            model = ctx.stage(stext.TEXT_MODEL, k_text, lambda: stext.train_text_model(
+                ctx, tcfg, tr_codes, captions, cfg.encoder.V, seed), desc=f"text → DLC model ({method}) seed={seed}")
+            models[method] = model, k_text
+            ctx.add_metric("train_loss", float(np.mean(model["losses"][-50:])), higher_is_better=None, seed=seed,
+                           stage=method, n=tcfg.train.steps)
+            if model["cut"]:
+                ctx.log(f"warning: {model['cut']} training captions were cut to text.max_text_len={tcfg.max_text_len}")
         held_codes = None
         if held_images is not None and "oracle" in cfg.methods:
             es = seed if "encoder" in cfg.vary else ctx.seeds[0]
@@ -255,12 +264,14 @@ def run_text_to_dlc(ctx: RunContext) -> None:
         for set_name, prompts in all_sets.items():
             combos = prompt_sets.get(set_name)
             repeated = [p for p in prompts for _ in range(K)]                     # sample i: prompt i // K
-            for method in cfg.methods if combos is not None else ("text",):
-                if method == "text":
+            for method in cfg.methods if combos is not None else list(models):
+                if method in GENERATORS:
+                    model, k_text = models[method]
                     k_codes = ctx.key(stext.TEXT_CODES, {"sampling": cfg.text_sampling, "prompts": prompts, "k": K},
                                       upstream=[k_text], seed=seed)
                     codes = ctx.stage(stext.TEXT_CODES, k_codes, lambda: stext.sample_text_codes(
-                        ctx, cfg.text_sampling, model, repeated, seed), desc=f"text → DLC: {set_name} seed={seed}")
+                        ctx, cfg.text_sampling, model, repeated, seed),
+                        desc=f"text → DLC ({method}): {set_name} seed={seed}")
                     valid = codes >= 0
                     lo, hi = wilson_interval(int(valid.sum()), valid.numel())
                     ctx.add_metric("code_valid_frac", float(valid.float().mean()), higher_is_better=True, ci_low=lo,
@@ -293,14 +304,14 @@ def run_text_to_dlc(ctx: RunContext) -> None:
                     read = reader.read(imgs).factors
                     right = np.stack([read[f] == target[f].numpy() for f in cfg.prompt_factors]).all(0)
                     per_prompt[(seed, set_name, method)] = right.reshape(len(prompts), K).mean(1)
-                if method == "text":
+                if method in GENERATORS:
                     res = novelty(train=train_feats, k=cfg.k_neighbours,
-                                  generated=evaluate.features(imgs, k_img, f"{set_name} text seed={seed}"))
+                                  generated=evaluate.features(imgs, k_img, f"{set_name} {method} seed={seed}"))
                     mean, lo, hi = t_interval(res.max_sim.astype(np.float64))
                     ctx.add_metric("nn_max_sim", mean, higher_is_better=None, ci_low=lo, ci_high=hi,
                                    n=len(res.max_sim), **labels, k=cfg.k_neighbours)
                     if seed == ctx.seeds[0]:
-                        nn[f"{set_name} text"] = (res, imgs)
+                        nn[f"{set_name} {method}"] = (res, imgs)
                 if seed == ctx.seeds[0]:
                     grids[(set_name, method)] = (prompts, imgs)
         mean, lo, hi = t_interval(floor.max_sim.astype(np.float64))
@@ -309,4 +320,4 @@ def run_text_to_dlc(ctx: RunContext) -> None:
     add_figures_and_notes(ctx, cfg, grids, per_prompt, nn, train.images[:n_nn])
 
 
-__all__ = ["TextToDLCConfig", "METHODS", "holdout_mask", "make_prompts", "parse_rule", "retrieve", "run_text_to_dlc"]
+__all__ = ["TextToDLCConfig", "METHODS", "GENERATORS", "holdout_mask", "make_prompts", "parse_rule", "retrieve", "run_text_to_dlc"]

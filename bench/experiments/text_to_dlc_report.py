@@ -56,51 +56,82 @@ def text_findings(rows: list[dict], per_prompt: Mapping[tuple, np.ndarray], seed
             out.append(f"Seed {seed}, {set_name} prompts, {method}: every prompted factor right in {_pct(joint)} of "
                        f"samples (chance {joint['chance']:.3f}); "
                        + ", ".join(f"{f} {_pct(r)} (chance {r['chance']:.2f})" for f, r in each if r) + ".")
-    t_in, t_out = per_prompt.get((seed, "in-distribution", "text")), per_prompt.get((seed, "held-out", "text"))
-    if t_in is not None and t_out is not None:
-        d, lo, hi = _welch(t_in, t_out)
-        out.append(f"Seed {seed}: the text model's in-distribution − held-out gap in whole-combination agreement is "
-                   f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}] (per-prompt means, Welch interval): held-out combinations are "
-                   + ("drawn less faithfully" if lo > 0 else "drawn more faithfully" if hi < 0 else
-                      "not significantly harder") + ".")
+    gens = [m for m in ("text", "text-prefix") if any((seed, st, m) in per_prompt for st in sets)]
+    for g in gens:
+        t_in, t_out = per_prompt.get((seed, "in-distribution", g)), per_prompt.get((seed, "held-out", g))
+        if t_in is not None and t_out is not None:
+            d, lo, hi = _welch(t_in, t_out)
+            out.append(f"Seed {seed}, {g}: the in-distribution − held-out gap in whole-combination agreement is "
+                       f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}] (per-prompt means, Welch interval): held-out combinations are "
+                       + ("drawn less faithfully" if lo > 0 else "drawn more faithfully" if hi < 0 else
+                          "not significantly harder") + ".")
     for set_name in sets:
-        text, ret, orc = (per_prompt.get((seed, set_name, m)) for m in ("text", "retrieval", "oracle"))
-        if text is not None and ret is not None:
-            d, lo, hi = _paired(text, ret)
-            verdict = _verdict(lo, hi, "generation beats lookup", "lookup beats generation")
-            out.append(f"Seed {seed}, {set_name} prompts: text − retrieval {d:+.2f} [{lo:+.2f}, {hi:+.2f}] "
-                       f"(paired over the {len(text)} prompts): {verdict}.")
-        if text is not None and orc is not None:
-            d, lo, hi = _paired(orc, text)
-            out.append(f"Seed {seed}, {set_name} prompts: the DiT given a real image's code (oracle) reaches "
-                       f"{np.mean(orc):.2f}; the text model's codes are "
-                       + ("below that ceiling" if lo > 0 else "above it" if hi < 0 else "level with it")
-                       + f" ({-d:+.2f} [{-hi:+.2f}, {-lo:+.2f}]).")
+        ret, orc = per_prompt.get((seed, set_name, "retrieval")), per_prompt.get((seed, set_name, "oracle"))
+        for g in gens:
+            text = per_prompt.get((seed, set_name, g))
+            if text is not None and ret is not None:
+                d, lo, hi = _paired(text, ret)
+                verdict = _verdict(lo, hi, "generation beats lookup", "lookup beats generation")
+                out.append(f"Seed {seed}, {set_name} prompts: {g} − retrieval {d:+.2f} [{lo:+.2f}, {hi:+.2f}] "
+                           f"(paired over the {len(text)} prompts): {verdict}.")
+            if text is not None and orc is not None:
+                d, lo, hi = _paired(orc, text)
+                out.append(f"Seed {seed}, {set_name} prompts: the DiT given a real image's code (oracle) reaches "
+                           f"{np.mean(orc):.2f}; {g}'s codes are "
+                           + ("below that ceiling" if lo > 0 else "above it" if hi < 0 else "level with it")
+                           + f" ({-d:+.2f} [{-hi:+.2f}, {-lo:+.2f}]).")
+        if len(gens) == 2 and all((seed, set_name, g) in per_prompt for g in gens):
+            d, lo, hi = _paired(per_prompt[(seed, set_name, gens[1])], per_prompt[(seed, set_name, gens[0])])
+            out.append(f"Seed {seed}, {set_name} prompts: {gens[1]} − {gens[0]} {d:+.2f} [{lo:+.2f}, {hi:+.2f}] "
+                       f"(paired over prompts): the pretrained text encoder "
+                       + _verdict(lo, hi, "helps", "hurts").replace("not significantly different",
+                                                                    "makes no significant difference") + ".")
     for r in rows:
         if r["metric"] == "code_valid_frac" and r.get("seed") == seed:
-            cp = _row(rows, "code_copy_frac", seed=seed, set=r["set"], method="text")
-            out.append(f"Seed {seed}, {r['set']} prompts: {100 * r['value']:.1f} % of the {r['n']} code slots the text "
-                       "model filled hold a code id" + (f"; {100 * cp['value']:.1f} % of its codes copy a training "
+            cp = _row(rows, "code_copy_frac", seed=seed, set=r["set"], method=r["method"])
+            out.append(f"Seed {seed}, {r['set']} prompts, {r['method']}: {100 * r['value']:.1f} % of the {r['n']} code "
+                       "slots filled hold a code id" + (f"; {100 * cp['value']:.1f} % of the codes copy a training "
                                                         "code" if cp else "") + ".")
+    for set_name in sets:                   # are the agreeing images clean renders, or blotches that read right?
+        ref = _row(rows, "render_mse", seed=seed, set=set_name, method="oracle")
+        for g in gens:
+            mse = _row(rows, "render_mse", seed=seed, set=set_name, method=g)
+            if mse and ref:
+                far = mse["ci_low"] > ref["ci_high"]
+                rel = ("farther from a clean render than" if far else "closer to a clean render than"
+                       if mse["ci_high"] < ref["ci_low"] else "as close to a clean render as")
+                out.append(f"Seed {seed}, {set_name} prompts, {g}: MSE to the nearest exact render {mse['value']:.3f} "
+                           f"[{mse['ci_low']:.3f}, {mse['ci_high']:.3f}], {rel} the oracle's images "
+                           f"({ref['value']:.3f})" + (": its codes are off the codes the DiT learnt, and its images "
+                                                     "show it" if far else "") + ".")
     floor = _row(rows, "nn_max_sim", seed=seed, set="real held-out")
     for set_name in sets:
-        sim = _row(rows, "nn_max_sim", seed=seed, set=set_name, method="text")
-        if sim and floor:
-            rel = ("closer to the training images than" if sim["ci_low"] > floor["ci_high"] else "farther from them than"
-                   if sim["ci_high"] < floor["ci_low"] else "as close to the training images as")
-            out.append(f"Seed {seed}, {set_name} prompts: the text samples' nearest-training cosine similarity is "
-                       f"{sim['value']:.3f} [{sim['ci_low']:.3f}, {sim['ci_high']:.3f}], {rel} held-out real images "
-                       f"({floor['value']:.3f}).")
-    held = per_prompt.get((seed, "held-out", "text"))
+        for g in gens:
+            sim = _row(rows, "nn_max_sim", seed=seed, set=set_name, method=g)
+            if sim and floor:
+                rel = ("closer to the training images than" if sim["ci_low"] > floor["ci_high"] else
+                       "farther from them than" if sim["ci_high"] < floor["ci_low"] else
+                       "as close to the training images as")
+                out.append(f"Seed {seed}, {set_name} prompts, {g}: nearest-training cosine similarity "
+                           f"{sim['value']:.3f} [{sim['ci_low']:.3f}, {sim['ci_high']:.3f}], {rel} held-out real "
+                           f"images ({floor['value']:.3f}).")
     ret = per_prompt.get((seed, "held-out", "retrieval"))
-    joint = _row(rows, "factor_agreement", seed=seed, set="held-out", method="text", factor="all")
-    if held is not None and joint is not None:
+    met = []
+    for g in gens:
+        held = per_prompt.get((seed, "held-out", g))
+        joint = _row(rows, "factor_agreement", seed=seed, set="held-out", method=g, factor="all")
+        if held is None or joint is None:
+            continue
         above = joint["ci_low"] > joint["chance"]
         beats = ret is not None and _paired(held, ret)[1] > 0
+        met.append((g, above and beats, f"{g}: whole-combination agreement {joint['value']:.2f} "
+                    f"{'above' if above else 'not above'} chance" + ("" if ret is None else
+                                                                   f", {'above' if beats else 'not above'} retrieval")))
+    if met:
+        ok = [g for g, good, _ in met if good]
         out.append(f"Paper claim ({PAPER}): measured here, generation from text of held-out combinations is "
-                   + ("reproduced" if above and beats else "not reproduced")
-                   + f" at this scale on seed {seed} — whole-combination agreement {'above' if above else 'not above'} "
-                   "chance" + ("" if ret is None else f", and {'above' if beats else 'not above'} retrieval") + ".")
+                   + (f"reproduced with {', '.join(ok)}" if ok else "not reproduced")
+                   + f" at this scale on seed {seed} — " + "; ".join(t for _, _, t in met) + ".")
     return out
 
 

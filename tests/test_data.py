@@ -253,6 +253,20 @@ def test_imagefolder_lazy_with_adm_crop(tmp_path):
     assert len(flat) == 1 and flat.class_names == ["a_cat"]
 
 
+def test_the_harness_reads_both_splits_of_an_image_folder(tmp_path):
+    """bench.stages.data.load_split on root/train and root/<test_split> (a held-out split used to resolve to
+    root/test/test and fail: every imagefolder run, the paper presets', stopped at its held-out images)."""
+    from bench.stages.data import DataConfig, load_split
+
+    _tree(tmp_path)
+    for test_split in ("test", "val"):          # 'test' finds val/ too, as the loader's candidates say
+        cfg = DataConfig(dataset="imagefolder", data_dir=str(tmp_path), image_size=16, n_train=0, n_test=0,
+                         test_split=test_split)
+        assert len(load_split(cfg, "train")) == 3 and len(load_split(cfg, "test")) == 1
+    two = DataConfig(dataset="imagefolder", data_dir=str(tmp_path), image_size=16, n_train=2, n_test=0)
+    assert len(load_split(two, "train")) == 2
+
+
 def test_imagefolder_bad_inputs(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_dataset("imagefolder", root=tmp_path / "missing")

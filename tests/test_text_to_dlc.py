@@ -102,7 +102,8 @@ def test_findings_say_which_method_wins_from_known_numbers():
     ("text_sampling.steps=64", "exceeds the 8 code slots"),
     ("text.model=huge", "huge"),
     ("text_sampling.order=left", "left"),
-    ("data.dataset=digits", "needs factor labels"),
+    ("data.dataset=digits", "neither generated captions nor image files"),
+    ("data.dataset=imagefolder", "needs factor labels"),
 ])
 def test_bad_configs_are_refused_with_the_key_and_a_fix(override, message):
     with pytest.raises(UserError, match=message):
@@ -153,3 +154,40 @@ def test_smoke_run_measures_every_prompt_set_and_method(tmp_path):
                     device="cpu", quiet=True)
     assert all(s["cached"] for s in again["stages"])
     assert [r["value"] for r in again["metrics"]] == [r["value"] for r in res["metrics"]]
+
+
+def test_an_image_folder_with_a_captions_file_runs_free_text_prompts(tmp_path):
+    """The real-data path: an imagefolder (two classes of PNGs), one caption per training file in JSON lines (by
+    path under data_dir), free-text prompts only; codes are valid and the samples are shown and searched."""
+    import json
+
+    from PIL import Image
+
+    from dlc.data.shapes import make_shapes
+
+    d = make_shapes(40, seed=2)
+    lines = []
+    for split, n in (("train", 32), ("test", 8)):
+        for i in range(n):
+            k = i if split == "train" else 32 + i
+            folder = tmp_path / "data" / split / ("round" if int(d.factors["shape"][k]) in (1, 5) else "other")
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(d.images[k].permute(1, 2, 0).numpy()).save(folder / f"{k}.png")
+            if split == "train":
+                lines.append(json.dumps({"file": f"train/{folder.name}/{k}.png", "caption": f"a picture number {k}"}))
+    (tmp_path / "caps.jsonl").write_text("\n".join(lines) + "\n")
+    exp = get_experiment("text-to-dlc")
+    cfg, seeds = load_config(exp.config_cls, "text-to-dlc", "smoke", [
+        "data.dataset=imagefolder", f"data.data_dir={tmp_path / 'data'}", "data.n_train=32", "data.n_test=8",
+        "holdout=[]", f"captions.captions_file={tmp_path / 'caps.jsonl'}", "methods=[text]",
+        "prompts=[a picture number 3, a picture number 40]", "n_train_nn=16", "eval.n_samples=8",
+        "eval.probe_n=16", "eval.grid=8", "dit.monitor_n=8"])
+    res = execute(exp, cfg, preset="smoke", seeds=seeds, out_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
+                  device="cpu", quiet=True)
+    valid = [r for r in res["metrics"] if r["metric"] == "code_valid_frac" and r.get("seed") is not None]
+    assert [(r["set"], r["method"], r["value"]) for r in valid] == [("free text", "text", 1.0)]
+    assert (tmp_path / "out" / "figures" / "samples_free_text.png").is_file()
+    (tmp_path / "caps.jsonl").write_text(lines[0] + "\n")          # captions for one file only
+    with pytest.raises(Exception, match="have no caption"):
+        execute(exp, cfg, preset="smoke", seeds=seeds, out_dir=tmp_path / "out2", cache_dir=tmp_path / "cache",
+                device="cpu", quiet=True)

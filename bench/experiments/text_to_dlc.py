@@ -90,6 +90,9 @@ class TextToDLCConfig(DLCPipelineConfig):
         if self.text_sampling.steps > self.encoder.L:
             raise ConfigError("text_sampling.steps", self.text_sampling.steps, f"exceeds the {self.encoder.L} code "
                               "slots (each step fills at least one)", f"set text_sampling.steps ≤ {self.encoder.L}")
+        if self.data.dataset not in ("shapes", "imagefolder"):
+            raise ConfigError("data.dataset", self.data.dataset, "has neither generated captions nor image files to "
+                              "caption", "use shapes (captions from its factors) or imagefolder with a captions_file")
         if self.data.dataset != "shapes":
             if self.holdout:
                 raise ConfigError("holdout", list(self.holdout), f"needs factor labels, which {self.data.dataset} "
@@ -215,10 +218,9 @@ def run_text_to_dlc(ctx: RunContext) -> None:
     if shapes:
         captions = shapes_captions(train.factors, values, seed=cfg.data.seed, p_omit=cfg.captions.p_omit,
                                    keep=cfg.captions.keep, templates=cfg.captions.templates)
-    else:
-        root = getattr(train.dataset, "files", None)
+    else:                                   # imagefolder: a caption per training file, by path under data_dir
         captions = captions_for_files(train.dataset.files, load_captions_jsonl(cfg.captions.captions_file),
-                                      root=cfg.data.data_dir or None) if root is not None else []
+                                      root=cfg.data.data_dir or None)
     evaluate = ImageEvaluation(ctx, cfg.data, cfg.eval, extractor, train, test, k_data)
     held_images = make_shapes(max(cfg.data.sizes()[1], 1), split="holdout", seed=cfg.data.seed,
                               image_size=cfg.data.image_size, holdout=rules) if shapes and rules else None

@@ -49,9 +49,9 @@ def load_split(cfg: DataConfig, split: str):
 
     n = (cfg.n_train if split == "train" else cfg.n_test) or None
     d = cfg.dataset
-    if d == "imagefolder":
-        root = Path(cfg.data_dir) / (split if split == "train" else cfg.test_split) if cfg.data_dir else None
-        return load_dataset(d, split=split, root=root, resolution=cfg.image_size, max_images=n)
+    if d == "imagefolder":      # the loader finds <data_dir>/train and <data_dir>/<test_split> itself
+        return load_dataset(d, split="train" if split == "train" else cfg.test_split, root=cfg.data_dir or None,
+                            resolution=cfg.image_size, max_images=n)
     opts = {"shapes": {"n": n, "seed": cfg.seed, "image_size": cfg.image_size},
             "fashion-mnist": {"n": n, "image_size": cfg.image_size, "data_dir": cfg.data_dir or None},
             "digits": {"image_size": cfg.image_size}}.get(d, {})

@@ -2,6 +2,7 @@
 directory and loaded back) as the text-to-DLC network, with the shared loss, sampler and training loop."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -222,3 +223,24 @@ def test_layout_and_config_validation():
         LLaDAFinetuneConfig(lr=0)
     with pytest.raises(ValueError, match="dtype"):
         LLaDAFinetuneConfig(dtype="int8")
+
+
+def test_a_fine_tuned_backbone_is_stored_and_read_back_by_the_text_stage(bert_dir, tmp_path):
+    """bench.stages.text keeps a fine-tuned backbone (save_pretrained, safetensors) and reads it back through
+    load_masked_lm: the same layout, tokenizer and logits, the code tokens found rather than added twice."""
+    from bench.stages import text as stext
+
+    torch.manual_seed(0)
+    net, layout, tok = load_masked_lm(bert_dir[0], V=V, L=L, T=T, dtype="float32")
+    cfg = stext.TextModelConfig(backbone=bert_dir[0], max_text_len=T)
+    value = {"model": net.eval(), "vocab": layout, "tokenizer": tok, "config": cfg, "losses": np.array([1.0, 0.5]),
+             "cut": 0}
+    stext.TEXT_MODEL.save(value, tmp_path)
+    back = stext.TEXT_MODEL.load(tmp_path)
+    assert back["vocab"] == layout and back["config"] == cfg and back["losses"].tolist() == [1.0, 0.5]
+    assert len(back["tokenizer"]) == len(tok) and back["tokenizer"].pad_id == tok.pad_id
+    text, _ = encode_batch(tok, CAPTIONS, T)
+    x = layout.sequence(None, text, tok.pad_id)
+    with torch.no_grad():
+        assert torch.allclose(back["model"](x), net(x), atol=1e-5)
+    assert not list(tmp_path.rglob("*.bin"))                 # safetensors only

@@ -173,12 +173,15 @@ def _save(value: dict, d: Path) -> None:
     from dlc.common import atomic_write_bytes, save_checkpoint
 
     cfg: TextModelConfig = value["config"]
-    if cfg.backbone:
-        raise NotImplementedError("caching a fine-tuned backbone is left to its own checkpointing (save_pretrained)")
-    save_checkpoint(d / "model", value["model"], config=value["model"].cfg)
-    meta = {"vocab": dataclasses.asdict(value["vocab"]), "tokenizer": value["tokenizer"].to_dict()
-            if value["tokenizer"] else None, "config": dataclasses.asdict(cfg), "cut": int(value["cut"]),
-            "losses": [float(v) for v in value["losses"]]}
+    meta = {"config": dataclasses.asdict(cfg), "cut": int(value["cut"]), "losses": [float(v) for v in value["losses"]]}
+    if cfg.backbone:            # the fine-tuned LM and its tokenizer (code tokens included), safetensors
+        value["model"].hf.save_pretrained(d / "backbone", safe_serialization=True)
+        value["tokenizer"].tok.save_pretrained(d / "backbone")
+        meta |= {"L": value["vocab"].L, "T": value["vocab"].T, "V": value["vocab"].V}
+    else:
+        save_checkpoint(d / "model", value["model"], config=value["model"].cfg)
+        meta |= {"vocab": dataclasses.asdict(value["vocab"]), "tokenizer": value["tokenizer"].to_dict()
+                 if value["tokenizer"] else None}
     atomic_write_bytes(d / "meta.json", json.dumps(meta).encode())
 
 
@@ -188,12 +191,19 @@ def _load(d: Path) -> dict:
 
     from ..config import build
 
-    state, mcfg, _ = load_checkpoint(d / "model")
     meta = json.loads((d / "meta.json").read_text())
+    cfg = build(TextModelConfig, meta["config"])
+    if cfg.backbone:            # read back through the loader: the code tokens are found, not added again
+        from dlc.text.hf import load_masked_lm
+
+        model, layout, tok = load_masked_lm(str(d / "backbone"), V=meta["V"], L=meta["L"], T=meta["T"],
+                                            dtype=cfg.dtype, local_files_only=True)
+        return {"model": model.eval(), "vocab": layout, "config": cfg, "tokenizer": tok,
+                "losses": np.asarray(meta["losses"]), "cut": meta["cut"]}
+    state, mcfg, _ = load_checkpoint(d / "model")
     model = TextDLCModel(TextDLCConfig(**mcfg))
     model.load_state_dict(state)
-    return {"model": model.eval(), "vocab": JointVocab(**meta["vocab"]), "config":
-            build(TextModelConfig, meta["config"]),
+    return {"model": model.eval(), "vocab": JointVocab(**meta["vocab"]), "config": cfg,
             "tokenizer": _restore_tokenizer(meta["tokenizer"]) if meta["tokenizer"] else None,
             "losses": np.asarray(meta["losses"]), "cut": meta["cut"]}
 

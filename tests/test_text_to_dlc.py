@@ -191,3 +191,26 @@ def test_an_image_folder_with_a_captions_file_runs_free_text_prompts(tmp_path):
     with pytest.raises(Exception, match="have no caption"):
         execute(exp, cfg, preset="smoke", seeds=seeds, out_dir=tmp_path / "out2", cache_dir=tmp_path / "cache",
                 device="cpu", quiet=True)
+
+
+def test_the_text_stage_trains_the_same_model_whatever_the_global_rng():
+    """train_text_model draws its initial weights from its seed: two trainings with the global RNG in different
+    states give identical weights (a recomputed stage equals the cached one)."""
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from bench.stages import text as stext
+    from dlc.text import TextDLCTrainConfig
+
+    bar = SimpleNamespace(n=0, set_postfix=lambda *a: None, refresh=lambda: None, close=lambda: None)
+    ctx = SimpleNamespace(device="cpu", timer=lambda name: nullcontext(), progress=lambda **kw: bar)
+    cfg = stext.TextModelConfig(hidden=32, n_layers=1, n_heads=2, max_text_len=8,
+                                train=TextDLCTrainConfig(steps=3, batch_size=4, warmup=1))
+    codes, caps = torch.randint(0, 5, (12, 4)), [f"a red shape {i}" for i in range(12)]
+    torch.manual_seed(1)
+    a = stext.train_text_model(ctx, cfg, codes, caps, 5, seed=7)
+    torch.rand(100)
+    b = stext.train_text_model(ctx, cfg, codes, caps, 5, seed=7)
+    c = stext.train_text_model(ctx, cfg, codes, caps, 5, seed=8)
+    sa, sb, sc = (v["model"].state_dict() for v in (a, b, c))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa) and not all(torch.equal(sa[k], sc[k]) for k in sa)

@@ -115,14 +115,17 @@ def encode_prompts(value: dict, prompts: Sequence[str], device: Any = "cpu") -> 
     return {"text": text, "prefix": None, "prefix_mask": None, "cut": cut}
 
 
-def _build(cfg: TextModelConfig, n_text: int, V: int, L: int, prefix_dim: int):
+def _build(cfg: TextModelConfig, n_text: int, V: int, L: int, prefix_dim: int, seed: int):
+    """The joint vocabulary and a freshly initialised model, its weights drawn from `seed` (not the global RNG)."""
     from dlc.text import TEXT_DLC_MODELS, JointVocab, TextDLCModel
 
     vocab = JointVocab(n_text=n_text, V=V, L=L, T=0 if prefix_dim else cfg.max_text_len)
     over = {k: getattr(cfg, k) for k in ("hidden", "n_layers", "n_heads") if getattr(cfg, k)}
     mcfg = TEXT_DLC_MODELS[cfg.model](vocab_size=vocab.size, seq_len=vocab.length, pad_id=vocab.pad,
                                       prefix_dim=prefix_dim, prefix_len=cfg.max_text_len if prefix_dim else 0, **over)
-    return vocab, TextDLCModel(mcfg)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return vocab, TextDLCModel(mcfg)
 
 
 def train_text_model(ctx: Any, cfg: TextModelConfig, codes: torch.Tensor, captions: Sequence[str], V: int,
@@ -140,11 +143,11 @@ def train_text_model(ctx: Any, cfg: TextModelConfig, codes: torch.Tensor, captio
         enc = FrozenTextEncoder(cfg.text_encoder, ctx.device)
         with ctx.timer("text encoder"):
             prefix, pmask = enc.encode(captions, cfg.max_text_len)
-        vocab, model = _build(cfg, 0, V, codes.shape[1], enc.dim)
+        vocab, model = _build(cfg, 0, V, codes.shape[1], enc.dim, seed)
     else:
         tok = _tokenizer(cfg, captions)
         text, cut = encode_batch(tok, captions, cfg.max_text_len)
-        vocab, model = _build(cfg, len(tok), V, codes.shape[1], 0)
+        vocab, model = _build(cfg, len(tok), V, codes.shape[1], 0, seed)
     bar, cb = progress_callback(ctx, tc.steps, "train text → DLC", {"loss": ".3f"})
     _, ema, losses = train_text_dlc(model, vocab, codes, text, tok.pad_id if tok else 0, tc, prefix=prefix,
                                     prefix_mask=pmask, device=ctx.device, callback=cb)

@@ -214,3 +214,18 @@ def test_the_text_stage_trains_the_same_model_whatever_the_global_rng():
     c = stext.train_text_model(ctx, cfg, codes, caps, 5, seed=8)
     sa, sb, sc = (v["model"].state_dict() for v in (a, b, c))
     assert all(torch.equal(sa[k], sb[k]) for k in sa) and not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("text.text_encoder=/no/such/model", "text.text_encoder='/no/such/model' is not a directory"),
+    ("text.tokenizer=./no-tokenizer", "text.tokenizer='./no-tokenizer' is not a directory"),
+    ("prefix_encoder=/no/such/encoder", "prefix_encoder='/no/such/encoder' is not a directory"),
+    ("captions.captions_file=/no/captions.jsonl", "captions.captions_file='/no/captions.jsonl' is not a file"),
+])
+def test_text_sources_that_this_machine_lacks_are_refused_before_any_work(override, message):
+    from bench.config import preflight
+
+    with pytest.raises(UserError, match=message):
+        preflight(_cfg(override), device="cpu")
+    preflight(_cfg(), device="cpu")                          # the preset's own sources: 'words' and 'minilm'
+    preflight(_cfg("prefix_encoder=/no/such/encoder", "methods=[text, retrieval]"), device="cpu")   # not used

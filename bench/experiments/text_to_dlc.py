@@ -39,7 +39,7 @@ from ..experiment import experiment
 from ..run import RunContext
 from ..stages import dit as sdit, encoder as senc, text as stext
 from ..stages.data import DATA, load_split
-from .dlc_pipeline import build_extractor, seed_stages
+from .dlc_pipeline import build_extractor, encoder_stage, seed_stages
 from .dlc_pipeline_config import DLCPipelineConfig
 from .text_to_dlc_report import add_figures_and_notes
 
@@ -258,10 +258,7 @@ def run_text_to_dlc(ctx: RunContext) -> None:
                 ctx.log(f"warning: {model['cut']} training captions were cut to text.max_text_len={tcfg.max_text_len}")
         held_codes = None
         if held_images is not None and "oracle" in cfg.methods:
-            es = seed if "encoder" in cfg.vary else ctx.seeds[0]
-            k_enc = ctx.key(senc.ENCODER, cfg.encoder, upstream=[k_data], seed=es)
-            enc = ctx.stage(senc.ENCODER, k_enc, lambda: senc.train_encoder(ctx, cfg.encoder, cfg.data.image_size,
-                                                                            train, es), desc=f"SEM encoder seed={es}")
+            enc, k_enc, es = encoder_stage(ctx, cfg, seed, train, k_data)      # the one seed_stages trained
             k_held = ctx.key(senc.CODES, cfg.encoder, upstream=[k_enc, ctx.key(DATA, {"holdout-images": list(
                 cfg.holdout), "data": cfg.data})], seed=es)
             held_codes = ctx.stage(senc.CODES, k_held, lambda: senc.export_codes(

@@ -8,3 +8,4 @@ from . import fd_vs_steps  # noqa: F401
 from . import novelty  # noqa: F401
 from . import seq_len  # noqa: F401
 from . import text_to_dlc  # noqa: F401
+from . import token_diffusion  # noqa: F401

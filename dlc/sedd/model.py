@@ -217,13 +217,15 @@ class SEDD(nn.Module):
             raise ValueError(f"sigma must be a tensor of shape (N,) = ({tokens.shape[0]},); "
                              f"got {tuple(getattr(sigma, 'shape', ()))}")
 
-    def forward(self, tokens: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """cond: an optional (N, cond_dim) embedding added to the σ embedding (e.g. a class label's, as in DiT)."""
         self.check_inputs(tokens, sigma)
         tokens = tokens.long()
         x = F.embedding(tokens, self.vocab_embed)                                     # (N, L, H)
         if self.config.pos_embed:
             x = x + self.pos_embed
-        c = F.silu(self.sigma_map(sigma))                                             # (N, cond_dim)
+        c = self.sigma_map(sigma)                                                     # (N, cond_dim)
+        c = F.silu(c if cond is None else c + cond)
         for block in self.blocks:
             x = block(x, c, self.rotary_cos, self.rotary_sin)
         x = self.output_layer(x, c).float()                                           # (N, L, dim)

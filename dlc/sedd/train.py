@@ -22,7 +22,7 @@ from .graph import get_graph
 from .model import SEDD, SEDDConfig
 from .noise import get_noise
 
-__all__ = ["SEDDTrainConfig", "train_sedd", "score_entropy_loss", "check_tokens"]
+__all__ = ["SEDDTrainConfig", "train_sedd", "optimise", "score_entropy_loss", "check_tokens"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,22 @@ def train_sedd(tokens: torch.Tensor, config: SEDDConfig, train: SEDDTrainConfig 
     """
     train = train or SEDDTrainConfig()
     check_tokens(tokens, config)
+    graph, noise = get_graph(config), get_noise(config)
+
+    def batch_loss(net: nn.Module, idx: torch.Tensor, g: torch.Generator, dev: torch.device) -> torch.Tensor:
+        x0 = tokens[idx].to(dev, non_blocking=True).long()
+        return score_entropy_loss(net, graph, noise, x0, generator=g, sampling_eps=train.sampling_eps).mean()
+
+    return optimise(lambda: SEDD(config), len(tokens), batch_loss, train, device, callback)
+
+
+def optimise(build: Callable[[], nn.Module], n: int, batch_loss: Callable, train: SEDDTrainConfig,
+             device: str | torch.device = "auto",
+             callback: Callable[[int, dict], None] | None = None) -> tuple[nn.Module, nn.Module]:
+    """The SEDD training loop for any model and loss: `build()` makes the model (seeded by train.seed, the same
+    on every rank), `batch_loss(net, indices, generator, device)` the scalar loss of a batch of data indices in
+    [0, n). AdamW with linear warm-up, gradient clipping, EMA, DDP under torchrun; returns (model, EMA model) in
+    eval mode. callback as in `train_sedd`."""
     info = ddist.setup(device)
     dev = info.device
     if train.batch_size % info.world_size:
@@ -93,14 +109,13 @@ def train_sedd(tokens: torch.Tensor, config: SEDDConfig, train: SEDDTrainConfig 
 
     with torch.random.fork_rng(devices=[]):                    # the same initial weights on every rank
         torch.manual_seed(train.seed)
-        model = SEDD(config)
+        model = build()
     model = model.to(dev).train()
     ema = EMA(model, decay=train.ema, warmup=train.ema_warmup)
     net = ddist.wrap_ddp(model, info)
     opt = torch.optim.AdamW(model.parameters(), lr=train.lr, betas=tuple(train.betas), eps=train.adam_eps,
                             weight_decay=train.weight_decay)
-    graph, noise = get_graph(config), get_noise(config)
-    batches = ddist.index_stream(len(tokens), local_bs, info, train.seed)
+    batches = ddist.index_stream(n, local_bs, info, train.seed)
     g = torch.Generator(device=dev).manual_seed(seed_for(train.seed, info.rank, stream=2))
 
     losses: list[torch.Tensor] = []
@@ -109,9 +124,8 @@ def train_sedd(tokens: torch.Tensor, config: SEDDConfig, train: SEDDTrainConfig 
         lr = train.lr * min(step / train.warmup, 1.0) if train.warmup > 0 else train.lr
         for group in opt.param_groups:
             group["lr"] = lr
-        x0 = tokens[next(batches)].to(dev, non_blocking=True).long()
         with autocast(dev):
-            loss = score_entropy_loss(net, graph, noise, x0, generator=g, sampling_eps=train.sampling_eps).mean()
+            loss = batch_loss(net, next(batches), g, dev)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if train.grad_clip > 0:

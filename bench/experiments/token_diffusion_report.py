@@ -86,7 +86,7 @@ def add_figures_and_notes(ctx: Any, cfg: Any, grids: Mapping[str, tuple], class_
         if grids:
             K = len(class_names)
             sets = {name: by_class(imgs, labels, K, cfg.eval.per_class) for name, (imgs, labels) in grids.items()}
-            ctx.add_figure(grid_panels(sets, cfg.eval.per_class), "samples_by_class",
+            ctx.add_figure(grid_panels(sets, cfg.eval.per_class, panel_width=4.0), "samples_by_class",
                            f"Samples per class (one row per class: {', '.join(class_names)}), "
                            f"{cfg.sampling.steps} steps, seed {s0}; vq-recon: the tokenizer's reconstructions of "
                            "held-out images of each class.")

@@ -11,6 +11,9 @@ how it is stored (safe formats only) and the modules its outputs depend on (`Sta
     features    FeatureConfig, FEATURES                    features of an image set with one extractor
     representation  RepresentationConfig, RDMStageConfig, RDMSamplingConfig, REPRESENTATION, RDM, RDM_SAMPLES
                                                            RCG / embedding vectors and their RDM prior
+    tokens      TokenizerConfig, TokenNetConfig, TokenSamplingConfig, TOKENIZER, TOKEN_GRIDS, TOKEN_MODEL,
+                TOKEN_SAMPLES                              token diffusion (seed 004): VQ tokenizer, class-conditional
+                                                           SEDD / MaskGIT over its tokens, decoded samples
     toy         ToyTrainConfig, ToyEvalConfig, ToySampleConfig, TOY_*   the Gaussian-mixture study (numerics in toy/)
 
 An experiment calls `key = ctx.key(STAGE, config, upstream=(...), seed=seed)` and

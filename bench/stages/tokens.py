@@ -161,7 +161,8 @@ def _load_model(d: Path) -> dict:
     return {"model": load_token_model(d / "model")[0], "losses": load_file(str(d / "losses.safetensors"))["losses"]}
 
 
-TOKEN_MODEL = Stage("token-model", code=("dlc.tokens.model", "dlc.tokens.train", "dlc.sedd", "dlc.common", "dlc.dist", "bench.stages.tokens"),
+TOKEN_MODEL = Stage("token-model", code=("dlc.tokens.model", "dlc.tokens.train", "dlc.sedd", "dlc.common", "dlc.dist",
+                                         "bench.stages.tokens"),
                     save=_save_model, load=_load_model, description="class-conditional model over VQ tokens")
 
 
@@ -199,5 +200,6 @@ def sample_class_images(ctx: Any, cfg: TokenSamplingConfig, model, vq, variant: 
             "seconds": float(seconds), "n_local": hi - lo}
 
 
-TOKEN_SAMPLES = Stage("token-samples", code=("dlc.tokens.model", "dlc.tokens.sample", "dlc.tokens.vq", "dlc.sedd", "bench.stages.tokens"),
+TOKEN_SAMPLES = Stage("token-samples", code=("dlc.tokens.model", "dlc.tokens.sample", "dlc.tokens.vq", "dlc.sedd",
+                                             "bench.stages.tokens"),
                       description="class-conditional token samples, decoded")

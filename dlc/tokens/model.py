@@ -66,7 +66,8 @@ class TokenModelConfig(SEDDConfig):
 def token_config(size: str, **overrides: Any) -> TokenModelConfig:
     """A TokenModelConfig at one of SEDD's size presets (tiny, small, medium) with overrides."""
     if size not in SEDD_MODELS:
-        raise ValueError(f"unknown model size {size!r}.{did_you_mean(size, SEDD_MODELS)} (known: {', '.join(SEDD_MODELS)})")
+        raise ValueError(f"unknown model size {size!r}.{did_you_mean(size, SEDD_MODELS)} "
+                         f"(known: {', '.join(SEDD_MODELS)})")
     base = SEDD_MODELS[size]()
     sizes = {f.name: getattr(base, f.name) for f in fields(SEDDConfig) if f.name in ("hidden", "n_blocks", "n_heads",
                                                                                   "cond_dim", "dropout")}

@@ -107,6 +107,9 @@ class TokenNetConfig:
     n_blocks: int = 0
     n_heads: int = 0
     label_dropout: float = 0.1
+    # DLC's learned absolute position embedding on top of rotary (dlc.sedd); off as in upstream SEDD, the seed's code:
+    # then 1-D vs 2-D RoPE is all the network knows of where a token sits
+    pos_embed: bool = False
     train: TokenTrainConfig = field(default_factory=_default_token_train)   # objective: set by the variant
 
     def __post_init__(self):
@@ -121,7 +124,7 @@ class TokenNetConfig:
         v = VARIANTS[variant]
         over = {k: getattr(self, k) for k in ("hidden", "n_blocks", "n_heads") if getattr(self, k)}
         return token_config(self.model, vocab_size=vocab_size, seq_len=seq_len, num_classes=num_classes,
-                            graph=v["graph"], rope=v["rope"], **over)
+                            graph=v["graph"], rope=v["rope"], pos_embed=self.pos_embed, **over)
 
     def train_config(self, variant: str, seed: int) -> TokenTrainConfig:
         return replace(self.train, objective=VARIANTS[variant]["objective"], label_dropout=self.label_dropout,

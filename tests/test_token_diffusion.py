@@ -131,6 +131,7 @@ def test_class_grids_hold_each_class_in_its_row():
     (["eval.n_samples=100"], "exceeds data.n_test"),
     (["sampling.steps_grid=[0, 4]"], "positive integers"),
     (["net.model=huge"], "net.model"),
+    (["net.train.objective=masked-ce"], "set by each variant"),
 ])
 def test_bad_configs_are_one_line_errors_with_the_fix(override, fragment):
     with pytest.raises(UserError, match=fragment):

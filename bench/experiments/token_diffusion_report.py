@@ -97,7 +97,7 @@ def add_figures_and_notes(ctx: Any, cfg: Any, grids: Mapping[str, tuple], class_
     ctx.note(f"Tokenizer: {source}. Every variant: SEDD-{cfg.net.model} network"
              + (f" (hidden {cfg.net.hidden}, {cfg.net.n_blocks} blocks)" if cfg.net.hidden else "")
              + f", {cfg.net.train.steps} steps of batch {cfg.net.train.batch_size}, label dropout "
-             f"{cfg.net.label_dropout}; sampled in {cfg.sampling.steps} steps with guidance w = {cfg.sampling.cfg_scale}"
+             f"{cfg.net.train.label_dropout}; sampled in {cfg.sampling.steps} steps with guidance w = {cfg.sampling.cfg_scale}"
              f" (s_c^(1+w)·s_u^(−w)); {cfg.eval.n_samples} samples per variant, sample i of class i mod "
              f"{len(class_names)}. Class agreement is read by a logistic-regression classifier on {cfg.eval.features} "
              "features of real training images (its held-out accuracy is the ceiling row label). Sampling seconds are "

@@ -29,16 +29,12 @@ VARIANTS = {"absorb": {"graph": "absorb", "rope": "1d", "objective": "score-entr
             "maskgit": {"graph": "absorb", "rope": "1d", "objective": "masked-ce", "sampler": "maskgit"}}
 
 
-def _vq_train() -> VQTrainConfig:
-    return VQTrainConfig()
-
-
 @dataclass(frozen=True)
 class TokenizerConfig:
     pretrained: str = ""             # '' = train `vq` on the training images; else a hub id or a VQModel directory
     subfolder: str = ""              # of `pretrained`, e.g. 'vqvae' for amused/amused-256
     vq: VQConfig = field(default_factory=VQConfig)
-    train: VQTrainConfig = field(default_factory=_vq_train)   # its seed is the run's seed
+    train: VQTrainConfig = field(default_factory=VQTrainConfig)   # its seed is the run's seed
 
     def check_resources(self) -> None:
         from dlc.tokens.vq import load_vq
@@ -106,17 +102,20 @@ class TokenNetConfig:
     hidden: int = 0                  # 0: the preset's
     n_blocks: int = 0
     n_heads: int = 0
-    label_dropout: float = 0.1
     # DLC's learned absolute position embedding on top of rotary (dlc.sedd); off as in upstream SEDD, the seed's code:
     # then 1-D vs 2-D RoPE is all the network knows of where a token sits
     pos_embed: bool = False
-    train: TokenTrainConfig = field(default_factory=_default_token_train)   # objective: set by the variant
+    # its label_dropout is the CFG null-label rate; its objective is set by each variant (left at the default)
+    train: TokenTrainConfig = field(default_factory=_default_token_train)
 
     def __post_init__(self):
         from dlc.sedd import SEDD_MODELS
 
         choice("model", self.model, SEDD_MODELS)
-        check(self, non_negative=("hidden", "n_blocks", "n_heads"), probability=("label_dropout",))
+        check(self, non_negative=("hidden", "n_blocks", "n_heads"))
+        if self.train.objective != TokenTrainConfig.objective:
+            raise ConfigError("train.objective", self.train.objective, "is set by each variant (score-entropy for the "
+                              "SEDD ones, masked-ce for maskgit)", "leave it unset; choose variants instead")
 
     def model_config(self, variant: str, vocab_size: int, seq_len: int, num_classes: int):
         from dlc.tokens import token_config
@@ -127,8 +126,8 @@ class TokenNetConfig:
                             graph=v["graph"], rope=v["rope"], pos_embed=self.pos_embed, **over)
 
     def train_config(self, variant: str, seed: int) -> TokenTrainConfig:
-        return replace(self.train, objective=VARIANTS[variant]["objective"], label_dropout=self.label_dropout,
-                       seed=seed, warmup=min(self.train.warmup, self.train.steps))
+        return replace(self.train, objective=VARIANTS[variant]["objective"], seed=seed,
+                       warmup=min(self.train.warmup, self.train.steps))
 
 
 def train_variant(ctx: Any, cfg: TokenNetConfig, variant: str, tokens: torch.Tensor, labels: torch.Tensor,

@@ -484,7 +484,7 @@ def load_vq(source: str | os.PathLike, *, subfolder: str = "", device: str | tor
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
             model = VQModel.from_pretrained(location, subfolder=sub or None, local_files_only=local_only,
-                                            low_cpu_mem_usage=False)
+                                            low_cpu_mem_usage=False, use_safetensors=True)   # never a pickle
     except (OSError, ValueError) as e:
         raise cannot(e) from None
     return model.to(resolve_device(device)).eval()
